@@ -1,0 +1,142 @@
+-- Why: a Checkout Session event names the buyer and the credits in its metadata. Malformed
+-- metadata must be refused loudly (stored as failed, never credited), and every session
+-- event, in any order and any number of times, must leave one recharge in the right state.
+
+create function credit_private.checkout_buyer(p_session jsonb)
+returns uuid
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+declare
+  v_reference text := coalesce(p_session ->> 'client_reference_id', p_session #>> '{metadata,user_id}');
+begin
+  if v_reference is null then
+    raise exception 'checkout session % names no user (client_reference_id or metadata.user_id)', p_session ->> 'id'
+      using errcode = 'CR003';
+  end if;
+  if v_reference !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    raise exception 'checkout session % names user "%", which is not a uuid', p_session ->> 'id', v_reference
+      using errcode = 'CR003';
+  end if;
+  if not exists (select 1 from auth.users where id = v_reference::uuid) then
+    raise exception 'checkout session % names unknown user %', p_session ->> 'id', v_reference
+      using errcode = 'CR003';
+  end if;
+  return v_reference::uuid;
+end;
+$$;
+
+revoke execute on function credit_private.checkout_buyer(jsonb) from public, anon, authenticated, service_role;
+
+comment on function credit_private.checkout_buyer(jsonb) is
+  'The buyer of a Checkout Session: client_reference_id, else metadata.user_id; raises CR003 unless it is the uuid of an existing auth user.';
+
+create function credit_private.checkout_credits(p_session jsonb)
+returns bigint
+language plpgsql
+immutable
+security invoker
+set search_path = ''
+as $$
+declare
+  v_credits text := p_session #>> '{metadata,credits}';
+begin
+  if v_credits is null or v_credits !~ '^[1-9][0-9]{0,17}$' then
+    raise exception 'checkout session % has metadata.credits "%", not a positive integer', p_session ->> 'id',
+      coalesce(v_credits, '(missing)')
+      using errcode = 'CR003';
+  end if;
+  return v_credits::bigint;
+end;
+$$;
+
+revoke execute on function credit_private.checkout_credits(jsonb) from public, anon, authenticated, service_role;
+
+comment on function credit_private.checkout_credits(jsonb) is
+  'The credits bought by a Checkout Session (metadata.credits); raises CR003 unless a positive integer.';
+
+create function credit_private.apply_checkout_session_event(p_type text, p_session jsonb)
+returns text
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  v_session_id text := p_session ->> 'id';
+  v_recharge public.credit_recharge;
+  v_user_id uuid;
+  v_paid boolean;
+begin
+  if v_session_id is null then
+    raise exception '% event has no checkout session id', p_type using errcode = 'CR003';
+  end if;
+
+  select * into v_recharge
+  from public.credit_recharge
+  where stripe_checkout_session_id = v_session_id
+  for update;
+
+  if not found then
+    -- Without a pending recharge and without metadata.credits the session sold something else.
+    if not coalesce(p_session -> 'metadata', '{}'::jsonb) ? 'credits' then
+      return 'ignored';
+    end if;
+    insert into public.credit_recharge (user_id, credits, stripe_checkout_session_id)
+    values (credit_private.checkout_buyer(p_session), credit_private.checkout_credits(p_session), v_session_id)
+    on conflict (stripe_checkout_session_id) do nothing;
+
+    select * into strict v_recharge
+    from public.credit_recharge
+    where stripe_checkout_session_id = v_session_id
+    for update;
+  end if;
+
+  -- A recharge recorded beforehand is authoritative; a session that disagrees with it is refused.
+  if coalesce(p_session ->> 'client_reference_id', p_session #>> '{metadata,user_id}') is not null then
+    v_user_id := credit_private.checkout_buyer(p_session);
+    if v_user_id <> v_recharge.user_id then
+      raise exception 'checkout session % names user %, but its recharge belongs to %', v_session_id, v_user_id,
+        v_recharge.user_id
+        using errcode = 'CR003';
+    end if;
+  end if;
+  if p_session #>> '{metadata,credits}' is not null
+    and credit_private.checkout_credits(p_session) <> v_recharge.credits then
+    raise exception 'checkout session % sells % credits, but its recharge has %', v_session_id,
+      p_session #>> '{metadata,credits}', v_recharge.credits
+      using errcode = 'CR003';
+  end if;
+
+  update public.credit_recharge
+  set amount_cents = coalesce((p_session ->> 'amount_total')::bigint, amount_cents),
+      currency = coalesce(lower(p_session ->> 'currency'), currency),
+      stripe_payment_intent_id = coalesce(p_session ->> 'payment_intent', stripe_payment_intent_id),
+      updated_at = now()
+  where id = v_recharge.id;
+
+  v_paid := p_type = 'checkout.session.async_payment_succeeded'
+    or (p_type = 'checkout.session.completed'
+        and p_session ->> 'payment_status' in ('paid', 'no_payment_required'));
+
+  if v_paid then
+    perform credit_private.credit_recharge(v_recharge.id);
+  elsif p_type = 'checkout.session.async_payment_failed' then
+    update public.credit_recharge set status = 'failed', updated_at = now()
+    where id = v_recharge.id and status = 'pending';
+  elsif p_type = 'checkout.session.expired' then
+    update public.credit_recharge set status = 'expired', updated_at = now()
+    where id = v_recharge.id and status = 'pending';
+  end if;
+  -- checkout.session.completed with payment_status unpaid leaves the recharge pending until
+  -- async_payment_succeeded or _failed arrives.
+  return 'processed';
+end;
+$$;
+
+revoke execute on function credit_private.apply_checkout_session_event(text, jsonb)
+  from public, anon, authenticated, service_role;
+
+comment on function credit_private.apply_checkout_session_event(text, jsonb) is
+  'Applies checkout.session.completed / async_payment_succeeded / async_payment_failed / expired to the session''s one recharge: paid credits it exactly once, unpaid keeps it pending, failed and expired close a pending one. Returns processed or ignored (not a credit purchase).';
