@@ -99,3 +99,27 @@ wait_http() {
   done
   die "no answer from $url"
 }
+
+# export_stack_env GATEWAY_PORT DB_PORT: what the platform gives every function, pointed at
+# this local stack.
+export_stack_env() {
+  export GATEWAY_PORT=$1 DB_PORT=$2
+  export JWT_SECRET=$LOCAL_JWT_SECRET
+  export SUPABASE_URL="http://127.0.0.1:$1"
+  export SUPABASE_ANON_KEY=$LOCAL_ANON_KEY
+  export SUPABASE_SERVICE_ROLE_KEY=$LOCAL_SERVICE_ROLE_KEY
+  export SUPABASE_DB_URL
+  SUPABASE_DB_URL=$(db_url postgres "$2")
+}
+
+# export_env_file FILE: export each KEY=VALUE of FILE that the environment does not set yet,
+# so variables already exported by the user win over the file.
+export_env_file() {
+  local file=$1 line key
+  [ -f "$file" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    key=${line%%=*}
+    [ -n "${!key+x}" ] || export "$key=${line#*=}"
+  done <"$file"
+}

@@ -2,7 +2,7 @@
 // the function opts out with `verify_jwt = false` in supabase/config.toml, then hand the
 // request, streamed, to the function's own local server under the path `/<name>/...`.
 
-import { parse } from "npm:smol-toml@1.9.1";
+import { parse } from "smol-toml";
 import { bearerToken, verifyJwt } from "./jwt.ts";
 
 /** Names of the functions whose config.toml section says `verify_jwt = false`. */
@@ -97,7 +97,6 @@ export function createFunctionsHandler(opts: {
         headers,
         body: req.body,
         redirect: "manual",
-        signal: req.signal,
       });
     } catch (err) {
       console.error(`function ${name}: ${err instanceof Error ? err.message : String(err)}`);

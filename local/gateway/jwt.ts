@@ -38,9 +38,7 @@ function hmacKey(secret: string, usage: "sign" | "verify"): Promise<CryptoKey> {
 function parseJsonObject(bytes: Uint8Array): JwtClaims | null {
   try {
     const value: unknown = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? value as JwtClaims
-      : null;
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value as JwtClaims : null;
   } catch {
     return null;
   }

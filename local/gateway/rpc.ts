@@ -4,7 +4,7 @@
 // and friends), named JSON arguments, PostgREST's result shapes and its error bodies and
 // status codes. Everything else PostgREST does is out of scope (see README.md).
 
-import postgres from "npm:postgres@3.4.9";
+import postgres from "postgres";
 import { bearerToken, type JwtClaims, verifyJwt } from "./jwt.ts";
 
 type Sql = postgres.Sql;
@@ -172,9 +172,11 @@ function callSql(proc: Proc, given: Arg[]): string {
     `${arg.variadic ? "variadic " : ""}${ident(arg.name)} => pgrst_args.${ident(arg.name)}`
   );
   const call = `public.${ident(proc.name)}(${namedArgs.join(", ")})`;
-  const args = given.length === 0 ? null : `pg_catalog.json_to_record($1::text::json) as pgrst_args(${
-    given.map((arg) => `${ident(arg.name)} ${arg.type}`).join(", ")
-  })`;
+  const args = given.length === 0
+    ? null
+    : `pg_catalog.json_to_record($1::text::json) as pgrst_args(${
+      given.map((arg) => `${ident(arg.name)} ${arg.type}`).join(", ")
+    })`;
   const from = args === null ? "" : ` from ${args}`;
   const fromCall = (alias: string) => ` from ${args === null ? "" : `${args}, `}${call} as ${alias}`;
 
@@ -192,7 +194,9 @@ function callSql(proc: Proc, given: Arg[]): string {
 }
 
 function notFound(name: string, keys: string[]): Response {
-  const signature = keys.length === 0 ? `public.${name}` : `public.${name}(${keys.join(", ")})`;
+  const signature = keys.length === 0
+    ? `public.${name} without parameters`
+    : `public.${name}(${keys.join(", ")})`;
   const searched = keys.length === 0
     ? `without parameters`
     : `with parameter${keys.length === 1 ? "" : "s"} ${keys.join(", ")}`;
@@ -254,6 +258,17 @@ export function createRpcHandler(
             set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
             set_config('request.method', 'POST', true),
             set_config('request.path', ${`/rpc/${fnName}`}, true)
+        `;
+        // `alter role ... set` settings (the platform's statement_timeout for anon and
+        // authenticated) apply only at login, not on a role switch, so PostgREST applies the
+        // impersonated role's settings itself. Only those any user may change are possible.
+        await tx`
+          select set_config(split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1), true)
+          from pg_catalog.pg_roles r, unnest(r.rolconfig) as setting
+          where r.rolname = ${role}
+            and split_part(setting, '=', 1) in (
+              select name from pg_catalog.pg_settings where context = 'user'
+            )
         `;
         return await tx.unsafe(query, given.length === 0 ? [] : [bodyText]);
       });

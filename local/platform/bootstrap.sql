@@ -16,6 +16,8 @@ alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 
 alter database postgres owner to postgres;
+-- As on the platform: extensions live in their own schema, on every session's path.
+alter database postgres set search_path to "$user", public, extensions;
 alter schema public owner to postgres;
 grant usage on schema public to anon, authenticated, service_role;
 

@@ -8,7 +8,7 @@ create table credit_private.stripe_webhook_event (
   livemode boolean not null default false,
   payload jsonb not null,
   status text not null default 'received',
-  attempts integer not null default 0,
+  attempts bigint not null default 0,
   last_error text,
   last_error_code text,
   -- Lets a refund or dispute that arrived before its payment be found when the payment lands.
