@@ -56,7 +56,7 @@ echo "# static checks"
 run_check "squawk (migrations)" node_modules/.bin/squawk --config=.squawk.toml supabase/migrations/*.sql
 run_check "deno fmt --check" "$DENO" fmt --check
 run_check "deno lint" "$DENO" lint
-run_check "deno check" "$DENO" check supabase/functions/ local/
+run_check "deno check" "$DENO" check supabase/functions/ local/ bench/
 
 echo "# database: PostgreSQL on 127.0.0.1:$db_port"
 db_init "$dir"

@@ -57,6 +57,36 @@ revoke execute on function credit_private.checkout_credits(jsonb) from public, a
 comment on function credit_private.checkout_credits(jsonb) is
   'The credits bought by a Checkout Session (metadata.credits); raises CR003 unless a positive integer.';
 
+create function credit_private.check_session_matches_recharge(p_session jsonb, p_recharge public.credit_recharge)
+returns void
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+begin
+  -- A recharge recorded beforehand is authoritative; a session that disagrees with it is refused.
+  if coalesce(p_session ->> 'client_reference_id', p_session #>> '{metadata,user_id}') is not null
+     and credit_private.checkout_buyer(p_session) <> p_recharge.user_id then
+    raise exception 'checkout session % names user %, but its recharge belongs to %', p_session ->> 'id',
+      credit_private.checkout_buyer(p_session), p_recharge.user_id
+      using errcode = 'CR003';
+  end if;
+  if p_session #>> '{metadata,credits}' is not null
+     and credit_private.checkout_credits(p_session) <> p_recharge.credits then
+    raise exception 'checkout session % sells % credits, but its recharge has %', p_session ->> 'id',
+      p_session #>> '{metadata,credits}', p_recharge.credits
+      using errcode = 'CR003';
+  end if;
+end;
+$$;
+
+revoke execute on function credit_private.check_session_matches_recharge(jsonb, public.credit_recharge)
+  from public, anon, authenticated, service_role;
+
+comment on function credit_private.check_session_matches_recharge(jsonb, public.credit_recharge) is
+  'Raises CR003 when a Checkout Session names another buyer or another number of credits than its recorded recharge.';
+
 create function credit_private.apply_checkout_session_event(p_type text, p_session jsonb)
 returns text
 language plpgsql
@@ -65,60 +95,57 @@ set search_path = ''
 as $$
 declare
   v_session_id text := p_session ->> 'id';
+  v_paid boolean := p_type = 'checkout.session.async_payment_succeeded'
+    or (p_type = 'checkout.session.completed' and p_session ->> 'payment_status' in ('paid', 'no_payment_required'));
   v_recharge public.credit_recharge;
-  v_user_id uuid;
-  v_paid boolean;
+  v_inserted boolean := false;
 begin
   if v_session_id is null then
     raise exception '% event has no checkout session id', p_type using errcode = 'CR003';
   end if;
 
-  select * into v_recharge
-  from public.credit_recharge
-  where stripe_checkout_session_id = v_session_id
-  for update;
+  -- The common case, a new paid session, is one insert; a row that exists (recorded as
+  -- pending beforehand, or by an earlier event) is locked and checked instead.
+  if coalesce(p_session -> 'metadata', '{}'::jsonb) ? 'credits' then
+    insert into public.credit_recharge
+      (user_id, credits, amount_cents, currency, status, completed_at, stripe_checkout_session_id,
+       stripe_payment_intent_id)
+    values (
+      credit_private.checkout_buyer(p_session),
+      credit_private.checkout_credits(p_session),
+      coalesce((p_session ->> 'amount_total')::bigint, 0),
+      coalesce(lower(p_session ->> 'currency'), 'usd'),
+      case when v_paid then 'completed' else 'pending' end,
+      case when v_paid then now() end,
+      v_session_id,
+      p_session ->> 'payment_intent'
+    )
+    on conflict (stripe_checkout_session_id) do nothing
+    returning * into v_recharge;
+    v_inserted := found;
+  end if;
 
-  if not found then
-    -- Without a pending recharge and without metadata.credits the session sold something else.
-    if not coalesce(p_session -> 'metadata', '{}'::jsonb) ? 'credits' then
-      return 'ignored';
-    end if;
-    insert into public.credit_recharge (user_id, credits, stripe_checkout_session_id)
-    values (credit_private.checkout_buyer(p_session), credit_private.checkout_credits(p_session), v_session_id)
-    on conflict (stripe_checkout_session_id) do nothing;
-
-    select * into strict v_recharge
+  if not v_inserted then
+    select * into v_recharge
     from public.credit_recharge
     where stripe_checkout_session_id = v_session_id
     for update;
-  end if;
-
-  -- A recharge recorded beforehand is authoritative; a session that disagrees with it is refused.
-  if coalesce(p_session ->> 'client_reference_id', p_session #>> '{metadata,user_id}') is not null then
-    v_user_id := credit_private.checkout_buyer(p_session);
-    if v_user_id <> v_recharge.user_id then
-      raise exception 'checkout session % names user %, but its recharge belongs to %', v_session_id, v_user_id,
-        v_recharge.user_id
-        using errcode = 'CR003';
+    -- Without a recharge and without metadata.credits the session sold something else.
+    if not found then
+      return 'ignored';
     end if;
+    perform credit_private.check_session_matches_recharge(p_session, v_recharge);
+    update public.credit_recharge
+    set amount_cents = coalesce((p_session ->> 'amount_total')::bigint, amount_cents),
+        currency = coalesce(lower(p_session ->> 'currency'), currency),
+        stripe_payment_intent_id = coalesce(p_session ->> 'payment_intent', stripe_payment_intent_id),
+        updated_at = now()
+    where id = v_recharge.id
+      and (amount_cents, currency, stripe_payment_intent_id) is distinct from (
+        coalesce((p_session ->> 'amount_total')::bigint, amount_cents),
+        coalesce(lower(p_session ->> 'currency'), currency),
+        coalesce(p_session ->> 'payment_intent', stripe_payment_intent_id));
   end if;
-  if p_session #>> '{metadata,credits}' is not null
-    and credit_private.checkout_credits(p_session) <> v_recharge.credits then
-    raise exception 'checkout session % sells % credits, but its recharge has %', v_session_id,
-      p_session #>> '{metadata,credits}', v_recharge.credits
-      using errcode = 'CR003';
-  end if;
-
-  update public.credit_recharge
-  set amount_cents = coalesce((p_session ->> 'amount_total')::bigint, amount_cents),
-      currency = coalesce(lower(p_session ->> 'currency'), currency),
-      stripe_payment_intent_id = coalesce(p_session ->> 'payment_intent', stripe_payment_intent_id),
-      updated_at = now()
-  where id = v_recharge.id;
-
-  v_paid := p_type = 'checkout.session.async_payment_succeeded'
-    or (p_type = 'checkout.session.completed'
-        and p_session ->> 'payment_status' in ('paid', 'no_payment_required'));
 
   if v_paid then
     perform credit_private.credit_recharge(v_recharge.id);

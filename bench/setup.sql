@@ -1,0 +1,31 @@
+-- Benchmark fixtures, loaded as postgres into a throwaway database by scripts/bench.sh.
+-- Lives in its own schema so the package's objects stay as migrations made them.
+create schema bench;
+create sequence bench.event_seq;
+
+-- 10,000 buyers, and one hot user with a balance large enough for any run.
+insert into auth.users (id, email)
+select gen_random_uuid(), 'bench-' || i || '@bench.local' from generate_series(1, 10000) i;
+create table bench.buyer as select row_number() over () as n, id from auth.users where email like 'bench-%';
+create unique index on bench.buyer (n);
+
+-- A checkout.session.completed event with fresh ids, for a buyer chosen by number.
+create function bench.checkout_event(p_buyer bigint, p_credits bigint)
+returns jsonb
+language sql
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'id', 'evt_' || md5('e' || s.n), 'object', 'event', 'type', 'checkout.session.completed',
+    'created', extract(epoch from now())::bigint, 'livemode', false,
+    'data', jsonb_build_object('object', jsonb_build_object(
+      'id', 'cs_' || md5('c' || s.n), 'object', 'checkout.session',
+      'client_reference_id', b.id, 'payment_status', 'paid', 'payment_intent', 'pi_' || md5('p' || s.n),
+      'amount_total', p_credits, 'currency', 'usd',
+      'metadata', jsonb_build_object('credits', p_credits::text))))
+  from (select nextval('bench.event_seq') as n) s, bench.buyer b
+  where b.n = p_buyer
+$$;
+
+-- Every buyer starts with credits so spends succeed.
+select public.handle_stripe_event(bench.checkout_event(n, 1000000000)) from bench.buyer;
