@@ -97,6 +97,7 @@ declare
   v_session_id text := p_session ->> 'id';
   v_paid boolean := p_type = 'checkout.session.async_payment_succeeded'
     or (p_type = 'checkout.session.completed' and p_session ->> 'payment_status' in ('paid', 'no_payment_required'));
+  v_sells_credits boolean := coalesce(p_session -> 'metadata', '{}'::jsonb) ? 'credits';
   v_recharge public.credit_recharge;
   v_inserted boolean := false;
 begin
@@ -104,9 +105,9 @@ begin
     raise exception '% event has no checkout session id', p_type using errcode = 'CR003';
   end if;
 
-  -- The common case, a new paid session, is one insert; a row that exists (recorded as
-  -- pending beforehand, or by an earlier event) is locked and checked instead.
-  if coalesce(p_session -> 'metadata', '{}'::jsonb) ? 'credits' then
+  -- The common case, a new paid session naming its buyer, is one insert; a row that exists
+  -- (recorded as pending beforehand, or by an earlier event) is locked and checked instead.
+  if v_sells_credits and coalesce(p_session ->> 'client_reference_id', p_session #>> '{metadata,user_id}') is not null then
     insert into public.credit_recharge
       (user_id, credits, amount_cents, currency, status, completed_at, stripe_checkout_session_id,
        stripe_payment_intent_id)
@@ -130,8 +131,12 @@ begin
     from public.credit_recharge
     where stripe_checkout_session_id = v_session_id
     for update;
-    -- Without a recharge and without metadata.credits the session sold something else.
     if not found then
+      -- Credits but no buyer: checkout_buyer raises the reason. Without a recharge and
+      -- without metadata.credits the session sold something else.
+      if v_sells_credits then
+        perform credit_private.checkout_buyer(p_session);
+      end if;
       return 'ignored';
     end if;
     perform credit_private.check_session_matches_recharge(p_session, v_recharge);

@@ -55,7 +55,9 @@ declare
   v_amount bigint := (p_charge ->> 'amount')::bigint;
   v_refunded bigint := (p_charge ->> 'amount_refunded')::bigint;
   v_recharge public.credit_recharge;
+  v_newly_refunded bigint;
   v_clawback bigint;
+  v_from_hold bigint;
 begin
   if v_charge_id is null or v_amount is null or v_refunded is null or p_charge ->> 'payment_intent' is null then
     raise exception 'charge.refunded event lacks id, amount, amount_refunded or payment_intent' using errcode = 'CR003';
@@ -66,10 +68,14 @@ begin
     return 'deferred';
   end if;
 
-  v_clawback := least(
-    credit_private.proportional_credits(v_recharge.credits, v_refunded, v_amount) - v_recharge.refunded_credits,
-    v_recharge.credits - v_recharge.refunded_credits - v_recharge.disputed_credits
-  );
+  -- Credits newly refunded come first from what the user still holds; any rest was already
+  -- taken by a dispute hold and moves from the hold to the refund, so a dispute closed in the
+  -- user's favour later cannot give back credits that were refunded.
+  v_newly_refunded := greatest(
+    credit_private.proportional_credits(v_recharge.credits, v_refunded, v_amount) - v_recharge.refunded_credits, 0);
+  v_clawback := least(v_newly_refunded,
+    v_recharge.credits - v_recharge.refunded_credits - v_recharge.disputed_credits);
+  v_from_hold := least(v_newly_refunded - v_clawback, v_recharge.disputed_credits);
   if v_clawback > 0 then
     perform credit_private.post_ledger_entry(
       v_recharge.user_id, 'refund', -v_clawback,
@@ -80,7 +86,8 @@ begin
 
   update public.credit_recharge
   set refunded_cents = greatest(refunded_cents, v_refunded),
-      refunded_credits = refunded_credits + greatest(v_clawback, 0),
+      refunded_credits = refunded_credits + v_clawback + v_from_hold,
+      disputed_credits = disputed_credits - v_from_hold,
       status = case when v_refunded >= v_amount then 'refunded' else status end,
       updated_at = now()
   where id = v_recharge.id;
