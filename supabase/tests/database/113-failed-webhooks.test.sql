@@ -1,0 +1,220 @@
+-- Test: failed_webhooks: failed, long-received and long-deferred inbox events are named with attempts and errors; retried once from their payloads, audited.
+begin;
+select plan(25);
+
+-- Local helpers (pg_temp: gone with the session, rolled back with the test).
+create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
+returns uuid
+language sql
+as $$
+  select public.handle_stripe_event(jsonb_build_object(
+    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
+    'created', 1700000000, 'livemode', false,
+    'data', jsonb_build_object('object', jsonb_build_object(
+      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
+      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
+      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
+  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
+$$;
+
+-- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
+-- settings and cron jobs. Equal before and after means nothing changed.
+create function pg_temp.fingerprint()
+returns text
+language sql
+as $$
+  select md5(concat_ws('|',
+    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
+    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
+    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
+    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
+    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
+        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
+     from pg_policy p),
+    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
+        order by c.oid::regclass::text)
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname in ('public', 'credit_private')),
+    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
+        order by p.oid::regprocedure::text)
+     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname in ('public', 'credit_private')),
+    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
+     from cron.job j)
+  ))
+$$;
+
+-- The ids a report names in a category, by the finding's key.
+create function pg_temp.named(p_report jsonb, p_category text, p_key text)
+returns table (id text)
+language sql
+as $$
+  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
+$$;
+
+create function pg_temp.session_event(p_event_id text, p_user_id uuid, p_session text, p_credits text)
+returns jsonb
+language sql
+as $$
+  select jsonb_build_object(
+    'id', p_event_id, 'object', 'event', 'type', 'checkout.session.completed', 'created', 1700000000,
+    'data', jsonb_build_object('object', jsonb_build_object(
+      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id, 'payment_status', 'paid',
+      'payment_intent', 'pi_' || p_session, 'amount_total', 700, 'currency', 'usd',
+      'metadata', jsonb_build_object('credits', p_credits))))
+$$;
+
+create temp table baseline as
+select pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') as id;
+
+create temp table ids (name text primary key, id uuid);
+insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user());
+
+-- A delivery that failed on a permission error (stored as the webhook stores failures).
+insert into credit_private.stripe_webhook_event (event_id, type, payload, status, attempts, last_error, last_error_code)
+values ('evt_t113_rls', 'checkout.session.completed',
+  pg_temp.session_event('evt_t113_rls', (select id from ids where name = 'alice'), 'cs_t113_rls', '70'),
+  'failed', 3, 'new row violates row-level security policy for table "credit_recharge"', '42501');
+-- A malformed event: the real webhook path stores it as failed (CR003).
+select public.handle_stripe_event(pg_temp.session_event('evt_t113_bad', (select id from ids where name = 'alice'), 'cs_t113_bad', 'abc'));
+-- Received long ago and never processed; and one received just now.
+insert into credit_private.stripe_webhook_event (event_id, type, payload, status, received_at, updated_at)
+values
+  ('evt_t113_old', 'checkout.session.completed',
+   pg_temp.session_event('evt_t113_old', (select id from ids where name = 'bob'), 'cs_t113_old', '30'),
+   'received', now() - interval '1 hour', now() - interval '1 hour'),
+  ('evt_t113_young', 'checkout.session.completed',
+   pg_temp.session_event('evt_t113_young', (select id from ids where name = 'bob'), 'cs_t113_young', '5'),
+   'received', now(), now());
+-- A refund whose payment never arrived: deferred for two days, and one deferred just now.
+select public.handle_stripe_event(jsonb_build_object('id', e.id, 'object', 'event', 'type', 'charge.refunded',
+  'created', 1700000000, 'data', jsonb_build_object('object', jsonb_build_object(
+    'id', 'ch_' || e.id, 'object', 'charge', 'amount', 500, 'amount_refunded', 500, 'currency', 'usd',
+    'payment_intent', 'pi_never_' || e.id))))
+from (values ('evt_t113_deferred_old'), ('evt_t113_deferred_young')) as e (id);
+update credit_private.stripe_webhook_event set received_at = now() - interval '2 days'
+where event_id = 'evt_t113_deferred_old';
+-- A processed event.
+select pg_temp.pay((select id from ids where name = 'bob'), 'cs_t113_ok', 10);
+
+create temp table report as select public.diagnose_credits(100000) as r;
+create temp table findings as
+select f from report, jsonb_array_elements(r #> '{categories,failed_webhooks,findings}') f;
+
+select set_eq(
+  $$ select id from pg_temp.named((select r from report), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ values ('evt_t113_rls'), ('evt_t113_bad'), ('evt_t113_old'), ('evt_t113_deferred_old') $$,
+  'the diagnosis names exactly the failed, the long-received and the long-deferred events'
+);
+select is(
+  (select row(f ->> 'status', f ->> 'attempts', f ->> 'last_error_code', f ->> 'looks_like_permission_error',
+     f ->> 'needs_a_human', f ->> 'user_reference', f ->> 'stripe_object_id')::text
+   from findings where f ->> 'event_id' = 'evt_t113_rls'),
+  row('failed', '3', '42501', 'true', 'false', (select id::text from ids where name = 'alice'), 'cs_t113_rls')::text,
+  'a permission failure is named with attempts, error, user and session, and flagged as such'
+);
+select is(
+  (select row(f ->> 'status', f ->> 'last_error_code', f ->> 'needs_a_human')::text from findings where f ->> 'event_id' = 'evt_t113_bad'),
+  row('failed', 'CR003', 'true')::text, 'a malformed event is flagged as needing a human');
+select ok(
+  (select f ->> 'last_error' like '%metadata.credits "abc"%' from findings where f ->> 'event_id' = 'evt_t113_bad'),
+  'with its last error');
+select ok(
+  (select f ->> 'suggested_action' like 'Its payment (pi_never_evt_t113_deferred_old) was never credited%'
+   from findings where f ->> 'event_id' = 'evt_t113_deferred_old'),
+  'a long-deferred refund names the payment that never arrived');
+select ok(
+  exists (select 1 from report, jsonb_array_elements(r #> '{categories,installation,findings}') f
+          where f ->> 'kind' = 'inbox_event' and f ->> 'name' = 'evt_t113_rls')
+  and not exists (select 1 from report, jsonb_array_elements(r #> '{categories,installation,findings}') f
+          where f ->> 'kind' = 'inbox_event' and f ->> 'name' <> 'evt_t113_rls'),
+  'the installation check flags the permission failure, and only it'
+);
+
+-- Dry run of retrying all.
+create temp table fp as select pg_temp.fingerprint() as v;
+create temp table dry as select public.retry_failed_webhooks(dry_run => true) as r;
+select is(pg_temp.fingerprint(), (select v from fp), 'the dry run changes nothing');
+select set_eq(
+  $$ select c ->> 'target_id' from dry, jsonb_array_elements(r -> 'changes') c where c ->> 'target_id' like 'evt_t113%' $$,
+  $$ values ('evt_t113_rls'), ('evt_t113_old') $$,
+  'the dry run would retry the permission failure and the long-received event'
+);
+select is(
+  (select c #>> '{after,status}' from dry, jsonb_array_elements(r -> 'changes') c where c ->> 'target_id' = 'evt_t113_rls'),
+  'processed', 'and tells what the retry would do');
+select ok(
+  (select exists (select 1 from jsonb_array_elements(r -> 'skipped') k where k ->> 'target_id' = 'evt_t113_bad') from dry),
+  'the malformed event is listed as skipped');
+
+-- Retry all.
+create temp table all_run as
+select public.retry_failed_webhooks(dry_run => false, actor => 'test-113', reason => 'retry all') as r;
+select set_eq(
+  $$ select c ->> 'target_id' from all_run, jsonb_array_elements(r -> 'changes') c where c ->> 'target_id' like 'evt_t113%' $$,
+  $$ values ('evt_t113_rls'), ('evt_t113_old') $$,
+  'retrying all retries exactly those two'
+);
+select is(
+  (select array_agg(e.status order by e.event_id) from credit_private.stripe_webhook_event e
+   where e.event_id in ('evt_t113_rls', 'evt_t113_old', 'evt_t113_young', 'evt_t113_bad', 'evt_t113_deferred_old')),
+  array['failed', 'deferred', 'processed', 'processed', 'received'],
+  'the two retried events are processed; the malformed, deferred and young ones are untouched'
+);
+select is(
+  (select row(b.balance, b.total_recharged)::text from public.user_credit_balance b where b.user_id = (select id from ids where name = 'alice')),
+  row(70, 70)::text, 'alice is credited by the retried event');
+select is(
+  (select row(b.balance, b.total_recharged)::text from public.user_credit_balance b where b.user_id = (select id from ids where name = 'bob')),
+  row(40, 40)::text, 'bob by his');
+select is(
+  (select row(l.before ->> 'status', l.after ->> 'status', l.after ->> 'attempts', l.actor, l.reason, l.dry_run)::text
+   from credit_private.repair_log l, all_run where l.run_id = (all_run.r ->> 'run_id')::uuid and l.target_id = 'evt_t113_rls'),
+  row('failed', 'processed', '4', 'test-113', 'retry all', false)::text, 'the audit row holds the inbox row before and after');
+select set_eq(
+  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ values ('evt_t113_bad'), ('evt_t113_deferred_old') $$,
+  'only the malformed and the long-deferred events are still named'
+);
+
+-- Second run, and retries by id.
+create temp table fp2 as select pg_temp.fingerprint() as v;
+select is(
+  (select (public.retry_failed_webhooks(dry_run => false, actor => 'test-113', reason => 'again') ->> 'nothing_to_do')::boolean),
+  true, 'a second retry of all has nothing to do');
+select is(pg_temp.fingerprint(), (select v from fp2), 'and changes nothing');
+select is(
+  (select (public.retry_failed_webhooks(event_id => 'evt_t113_rls', dry_run => false, actor => 'test-113', reason => 'by id') ->> 'nothing_to_do')::boolean),
+  true, 'retrying a processed event by id does nothing');
+select is(
+  (select count(*) from public.credit_transaction t where t.user_id = (select id from ids where name = 'alice')),
+  1::bigint, 'alice was credited once');
+create temp table bad as
+select public.retry_failed_webhooks(event_id => 'evt_t113_bad', dry_run => false, actor => 'test-113', reason => 'by id') as r;
+select is(
+  (select row(r ->> 'changed', r ->> 'still_failing', r #>> '{changes,0,after,status}', r #>> '{changes,0,after,attempts}')::text from bad),
+  row('1', '1', 'failed', '2')::text, 'a malformed event retried by id fails again, counted, and is reported as still failing');
+select is(
+  (select count(*) from public.credit_recharge r where r.stripe_checkout_session_id = 'cs_t113_bad'),
+  0::bigint, 'and credits nothing');
+select throws_ok(
+  $$ select public.retry_failed_webhooks(event_id => 'evt_t113_nope', dry_run => false, actor => 'test-113', reason => 'x') $$,
+  'PT404', null, 'an unknown event is an error (HTTP 404 through PostgREST)');
+
+-- The threshold is a setting.
+update credit_private.settings set deferred_webhook_age = interval '1 second', failed_webhook_age = interval '1 second';
+select set_eq(
+  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ values ('evt_t113_bad'), ('evt_t113_deferred_old') $$,
+  'rows stamped with the transaction''s own time are younger than any threshold'
+);
+update credit_private.stripe_webhook_event set received_at = now() - interval '1 minute'
+where event_id in ('evt_t113_young', 'evt_t113_deferred_young');
+select set_eq(
+  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ values ('evt_t113_bad'), ('evt_t113_deferred_old'), ('evt_t113_young'), ('evt_t113_deferred_young') $$,
+  'with shorter thresholds in settings, younger events are named too'
+);
+
+select * from finish();
+rollback;
