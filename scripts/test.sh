@@ -80,6 +80,14 @@ for file in supabase/tests/database/*.test.sql; do
   if [ $status -ne 0 ]; then cat "$dir/pgtap.out"; else echo "ok - $file"; fi
 done
 
+echo "# psql scripts (the guide's entry points, two-connection concurrency)"
+for script in supabase/tests/scripts/*.sh supabase/tests/concurrency/*.sh; do
+  SUPABASE_DB_URL=$(db_url postgres "$db_port") bash "$script" >"$dir/script.out" 2>&1
+  status=$?
+  count_tap "$dir/script.out" $status
+  if [ $status -ne 0 ]; then cat "$dir/script.out"; else echo "ok - $script"; fi
+done
+
 echo "# Deno (edge functions through the gateway on 127.0.0.1:$gateway_port)"
 export_stack_env "$gateway_port" "$db_port"
 # Fixed test values, whatever the developer has exported: tests never reach real services.

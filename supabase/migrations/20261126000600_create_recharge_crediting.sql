@@ -56,6 +56,10 @@ begin
       from credit_private.stripe_webhook_event
       where status = 'deferred' and payment_intent_id = v_recharge.stripe_payment_intent_id
       order by stripe_created_at, received_at
+      -- A deferred event locked by a concurrent redelivery is being applied by it: it waits
+      -- for this recharge's lock and applies the event after this commit. Waiting for it
+      -- here instead would deadlock (it holds the inbox row and wants the recharge).
+      for update skip locked
     loop
       perform credit_private.process_stripe_event(v_deferred_event_id);
     end loop;

@@ -38,6 +38,7 @@ from unnest(array[
   'credit_private.credit_recharge(uuid)',
   'credit_private.checkout_buyer(jsonb)',
   'credit_private.checkout_credits(jsonb)',
+  'credit_private.check_session_matches_recharge(jsonb,public.credit_recharge)',
   'credit_private.apply_checkout_session_event(text,jsonb)',
   'credit_private.credited_recharge_for_payment(text)',
   'credit_private.proportional_credits(bigint,bigint,bigint)',

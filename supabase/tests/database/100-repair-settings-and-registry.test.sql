@@ -1,6 +1,6 @@
 -- Test: the private tables of diagnosis and repair (settings, repair log, expected objects, watermarks): shape, defaults, constraints, registration.
 begin;
-select plan(30);
+select plan(31);
 
 select has_table('credit_private', t, format('credit_private.%s exists', t))
 from unnest(array['settings', 'repair_log', 'expected_object', 'check_watermark']) as t;
@@ -66,9 +66,27 @@ select is(
   (select jsonb_object_agg(k.kind, k.n) from (
      select e.kind, count(*) as n from credit_private.expected_object e
      where e.registered_by = '20261126002200_register_core_expected_objects' group by e.kind) k),
-  '{"schema": 1, "table": 4, "policy": 3, "function": 15}'::jsonb,
-  'the core''s objects are registered: the private schema, 4 tables, 3 policies, 15 functions'
+  '{"schema": 1, "table": 4, "policy": 3, "function": 16}'::jsonb,
+  'the core''s objects are registered: the private schema, 4 tables, 3 policies, 16 functions'
 );
+-- Every function of the package's schemas is in the registry, so a later migration cannot
+-- add one that the installation check silently ignores. Names as the registry spells them:
+-- regprocedure text under an empty search_path.
+create function pg_temp.unregistered_functions()
+returns text[]
+language sql
+set search_path = ''
+as $$
+  select coalesce(array_agg(p.oid::pg_catalog.regprocedure::text order by 1), '{}')
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where n.nspname in ('public', 'credit_private')
+    and not exists (select 1 from pg_catalog.pg_depend d where d.objid = p.oid and d.deptype = 'e')
+    and p.oid::pg_catalog.regprocedure::text not in (
+      select e.name from credit_private.expected_object e where e.kind = 'function')
+$$;
+select is(pg_temp.unregistered_functions(), '{}'::text[],
+  'every function in public and credit_private is registered as expected');
 select is(
   (select jsonb_object_agg(k.kind, k.n) from (
      select e.kind, count(*) as n from credit_private.expected_object e
