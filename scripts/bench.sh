@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run bench`: throughput of the package's write paths, each reported as a ratio to a
 # baseline measured in the same run on the same database (pgbench's built-in
-# simple-update), so figures compare across machines. Writes docs/benchmarks.md.
+# simple-update), so figures compare across machines. Then the diagnosis at scale
+# (scripts/bench-scale.sh). Writes docs/benchmarks.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bash "$REPO_ROOT/scripts/install.sh"
@@ -87,5 +88,12 @@ What each figure runs: \`bench/credit.pgbench\`, \`bench/spend-hot.pgbench\`,
 the local gateway and the \`stripe-webhook\` function.
 REPORT
 )
+# The diagnosis at scale has its own throwaway database; BENCH_SCALE_USERS=0 skips it.
+if [ "${BENCH_SCALE_USERS:-1000000}" != "0" ]; then
+  kill "$stack_pid" 2>/dev/null && wait "$stack_pid" 2>/dev/null
+  stack_pid=""
+  db_stop "$dir"
+  report+=$'\n'$(bash scripts/bench-scale.sh)
+fi
 echo "$report"
 echo "$report" >docs/benchmarks.md
