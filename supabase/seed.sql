@@ -27,3 +27,11 @@ select public.handle_stripe_event(jsonb_build_object(
 ));
 
 select public.spend_credits('00000000-0000-4000-8000-00000000a11c', 120, 'seed-alice-first-spend', 'Demo spend');
+
+-- Packages on sale. The price ids are placeholders: replace them with your Stripe Prices.
+insert into public.credit_packages (name, description, stripe_price_id, credits, amount_cents, currency, sort_order)
+values
+  ('Starter', '100 credits', 'price_local_starter_100', 100, 199, 'usd', 1),
+  ('Standard', '500 credits', 'price_local_standard_500', 500, 799, 'usd', 2),
+  ('Pro', '2,000 credits', 'price_local_pro_2000', 2000, 2499, 'usd', 3)
+on conflict (stripe_price_id) do nothing;
