@@ -93,6 +93,8 @@ export_stack_env "$gateway_port" "$db_port"
 # Fixed test values, whatever the developer has exported: tests never reach real services.
 export STRIPE_SECRET_KEY=sk_test_local_placeholder
 export STRIPE_WEBHOOK_SECRET=whsec_test_secret_for_the_suite
+export ADMIN_API_KEY=admin_test_default_key_for_the_suite_0001
+export ADMIN_API_KEYS='{"rotated-2026":"admin_test_rotated_key_for_the_suite_0002"}'
 export STRIPE_API_BASE="http://127.0.0.1:$((gateway_port + 60))"
 unset CHECKOUT_SUCCESS_URL CHECKOUT_CANCEL_URL CHECKOUT_ALLOWED_ORIGINS
 export SLACK_WEBHOOK_URL=""
