@@ -27,13 +27,31 @@ function notFound(): Response {
 
 export function startGateway(opts: GatewayOptions): Gateway {
   const hostname = opts.hostname ?? "127.0.0.1";
-  const sql = postgres(opts.databaseUrl, {
-    max: 10,
-    // RAISE NOTICE from SQL functions would otherwise be printed for every call.
-    onnotice: () => {},
-    connection: { application_name: "local-gateway" },
-  });
-  const rpc = createRpcHandler({ sql, jwtSecret: opts.jwtSecret });
+  const connect = () =>
+    postgres(opts.databaseUrl, {
+      max: 10,
+      // RAISE NOTICE from SQL functions would otherwise be printed for every call.
+      onnotice: () => {},
+      connection: { application_name: "local-gateway" },
+    });
+  let sql = connect();
+  let rpc = createRpcHandler({ sql, jwtSecret: opts.jwtSecret });
+
+  // PostgreSQL may drop connections under the gateway (a restart, pg_terminate_backend), and
+  // postgres.js can then throw from a socket callback, outside any request, leaving its pool
+  // unusable. Like the platform's gateway, this one outlives its connections: it logs, swaps
+  // in a fresh pool and keeps serving; the request in flight already failed with a 5xx.
+  const onUncaught = (event: ErrorEvent | PromiseRejectionEvent) => {
+    event.preventDefault();
+    const reason = event instanceof ErrorEvent ? event.message : String(event.reason);
+    console.error(`gateway: new database pool after an error outside any request: ${reason}`);
+    const broken = sql;
+    sql = connect();
+    rpc = createRpcHandler({ sql, jwtSecret: opts.jwtSecret });
+    broken.end({ timeout: 0 }).catch(() => {});
+  };
+  globalThis.addEventListener("error", onUncaught);
+  globalThis.addEventListener("unhandledrejection", onUncaught);
   const functions = createFunctionsHandler({
     functions: opts.functions,
     jwtSecret: opts.jwtSecret,
@@ -79,6 +97,8 @@ export function startGateway(opts: GatewayOptions): Gateway {
   return {
     url: `http://${hostname}:${server.addr.port}`,
     async shutdown() {
+      globalThis.removeEventListener("error", onUncaught);
+      globalThis.removeEventListener("unhandledrejection", onUncaught);
       await server.shutdown();
       await sql.end({ timeout: 5 });
     },

@@ -2,6 +2,23 @@
 -- the recharge completed and post its single recharge entry (idempotent by the key
 -- 'recharge:<id>'), then apply any refund or dispute that arrived before the payment.
 
+-- Why (lock_payment): a refund or dispute may arrive while its payment is being credited.
+-- Both sides take a transaction-scoped lock on the PaymentIntent id, so the refund either
+-- runs first (and is found deferred by the crediting) or waits and sees the payment credited.
+create function credit_private.lock_payment(p_payment_intent_id text)
+returns void
+language sql
+security invoker
+set search_path = ''
+as $$
+  select pg_catalog.pg_advisory_xact_lock(7352, pg_catalog.hashtext(p_payment_intent_id))
+$$;
+
+revoke execute on function credit_private.lock_payment(text) from public, anon, authenticated, service_role;
+
+comment on function credit_private.lock_payment(text) is
+  'Serialises, until commit, the crediting of a payment and the refunds and disputes that refer to it (advisory lock namespace 7352 on the PaymentIntent id).';
+
 create function credit_private.post_recharge_entry(p_recharge public.credit_recharge)
 returns public.credit_transaction
 language sql
@@ -56,9 +73,9 @@ begin
       from credit_private.stripe_webhook_event
       where status = 'deferred' and payment_intent_id = v_recharge.stripe_payment_intent_id
       order by stripe_created_at, received_at
-      -- A deferred event locked by a concurrent redelivery is being applied by it: it waits
-      -- for this recharge's lock and applies the event after this commit. Waiting for it
-      -- here instead would deadlock (it holds the inbox row and wants the recharge).
+      -- A deferred event locked by a concurrent delivery is being applied by it: it waits
+      -- for this payment's lock (credited_recharge_for_payment) and applies the event after
+      -- this commit. Waiting for it here instead would deadlock.
       for update skip locked
     loop
       perform credit_private.process_stripe_event(v_deferred_event_id);

@@ -104,6 +104,10 @@ begin
   if v_session_id is null then
     raise exception '% event has no checkout session id', p_type using errcode = 'CR003';
   end if;
+  -- Before any recharge row: a refund or dispute of this payment waits until this commits.
+  if p_session ->> 'payment_intent' is not null then
+    perform credit_private.lock_payment(p_session ->> 'payment_intent');
+  end if;
 
   -- The common case, a new paid session naming its buyer, is one insert; a row that exists
   -- (recorded as pending beforehand, or by an earlier event) is locked and checked instead.

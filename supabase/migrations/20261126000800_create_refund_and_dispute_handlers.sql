@@ -8,21 +8,38 @@
 -- The recharge a charge or dispute belongs to, locked, if it has been credited.
 create function credit_private.credited_recharge_for_payment(p_payment_intent_id text)
 returns public.credit_recharge
-language sql
+language plpgsql
 security invoker
 set search_path = ''
 as $$
-  select *
+declare
+  v_recharge public.credit_recharge;
+begin
+  select * into v_recharge
   from public.credit_recharge
   where stripe_payment_intent_id = p_payment_intent_id and completed_at is not null
-  for update
+  for update;
+  if found then
+    return v_recharge;
+  end if;
+  -- The payment may be being credited at this very moment by a transaction whose rows stay
+  -- invisible until it commits. Crediting holds this payment's lock (see
+  -- credit_private.lock_payment), so wait for it, then look again with a fresh snapshot:
+  -- otherwise the event would be deferred after the crediting looked for deferred events.
+  perform credit_private.lock_payment(p_payment_intent_id);
+  select * into v_recharge
+  from public.credit_recharge
+  where stripe_payment_intent_id = p_payment_intent_id and completed_at is not null
+  for update;
+  return v_recharge;
+end;
 $$;
 
 revoke execute on function credit_private.credited_recharge_for_payment(text)
   from public, anon, authenticated, service_role;
 
 comment on function credit_private.credited_recharge_for_payment(text) is
-  'Locks and returns the credited recharge paid by a PaymentIntent; all-null when none is credited yet (the event is then deferred).';
+  'Locks and returns the credited recharge paid by a PaymentIntent, waiting for a crediting of that payment in progress; all-null when none is credited (the event is then deferred).';
 
 -- credits * numerator / denominator, rounded down, in numeric so it cannot overflow.
 create function credit_private.proportional_credits(p_credits bigint, p_numerator bigint, p_denominator bigint)

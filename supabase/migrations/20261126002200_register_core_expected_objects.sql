@@ -34,6 +34,7 @@ from unnest(array[
 select credit_private.expect_function(f, false, '{}', '20261126002200_register_core_expected_objects')
 from unnest(array[
   'credit_private.post_ledger_entry(uuid,text,bigint,text,uuid,text)',
+  'credit_private.lock_payment(text)',
   'credit_private.post_recharge_entry(public.credit_recharge)',
   'credit_private.credit_recharge(uuid)',
   'credit_private.checkout_buyer(jsonb)',

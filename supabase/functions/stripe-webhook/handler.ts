@@ -78,6 +78,8 @@ async function verifyEvent(
         undefined,
         cryptoProvider,
       );
+      // Signed by Stripe but not shaped like an event (id, type, data.object): nothing to apply.
+      if (!isEventShaped(event)) return { error: "body is not a JSON Stripe event" };
       return { event };
     } catch (err) {
       if (err instanceof Stripe.errors.StripeSignatureVerificationError) {
@@ -91,4 +93,12 @@ async function verifyEvent(
     }
   }
   return { error: lastError };
+}
+
+function isEventShaped(event: unknown): event is Stripe.Event {
+  if (typeof event !== "object" || event === null) return false;
+  const { id, type, data } = event as Record<string, unknown>;
+  const object = (data as Record<string, unknown> | null | undefined)?.object;
+  return typeof id === "string" && id !== "" && typeof type === "string" && type !== "" &&
+    typeof object === "object" && object !== null && !Array.isArray(object);
 }

@@ -95,3 +95,14 @@ Deno.test("an oversized body is refused before it is read whole", async () => {
     /larger than/,
   );
 });
+
+Deno.test("a correctly signed JSON body that is not an event is refused", async () => {
+  for (const body of ["[]", "null", '{"id":"evt_1"}', '{"id":"evt_1","type":"x","data":{"object":[]}}']) {
+    const header = await signatureHeader(body);
+    await assertRefused(
+      `not an event: ${body}`,
+      () => deliver(body, { headers: { "stripe-signature": header } }),
+      /not a JSON Stripe event/,
+    );
+  }
+});
