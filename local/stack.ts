@@ -6,6 +6,7 @@
 //
 // Reads GATEWAY_PORT, DB_PORT and the function environment (DESIGN.md) from the environment.
 import { startGateway } from "./gateway/server.ts";
+import { startLocalScheduler } from "./scheduler.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 const functionsDir = `${repoRoot}supabase/functions`;
@@ -80,7 +81,16 @@ const gateway = startGateway({
 
 console.log(`gateway ${gateway.url}: functions ${Object.keys(functionUrls).join(", ")}`);
 
+// npm start only (scripts/start.sh sets LOCAL_SCHEDULER=1): what pg_net does on hosted Supabase.
+const scheduler = Deno.env.get("LOCAL_SCHEDULER") === "1"
+  ? startLocalScheduler({
+    functionUrl: `${gateway.url}/functions/v1/payment-monitor`,
+    serviceRoleKey: requireEnv("SUPABASE_SERVICE_ROLE_KEY"),
+  })
+  : null;
+
 async function shutdown(): Promise<never> {
+  scheduler?.stop();
   for (const child of children) {
     try {
       child.kill("SIGTERM");

@@ -37,4 +37,4 @@ cat <<INFO
   service_role key: $SUPABASE_SERVICE_ROLE_KEY
 
 INFO
-"$DENO" run --allow-all --config="$REPO_ROOT/deno.json" "$REPO_ROOT/local/stack.ts"
+LOCAL_SCHEDULER=1 "$DENO" run --allow-all --config="$REPO_ROOT/deno.json" "$REPO_ROOT/local/stack.ts"
