@@ -54,7 +54,8 @@ supervise_stack() {
     "$DENO" run --allow-all --config=deno.json local/stack.ts >>"$dir/stack.log" 2>&1 &
     echo $! >"$dir/stack.pid"
     wait $!
-    [ -f "$dir/stopping" ] || echo "# torture.sh: local/stack.ts exited with status $?, starting it again" >>"$dir/stack.log"
+    code=$?
+    [ -f "$dir/stopping" ] || echo "# torture.sh: local/stack.ts exited ($code), starting it again" >>"$dir/stack.log"
     sleep 0.5
   done
 }
@@ -63,7 +64,8 @@ stack_pid=$!
 wait_http "$SUPABASE_URL/functions/v1/" || { cat "$dir/stack.log"; exit 1; }
 
 TORTURE_PG_DATA="$dir/data" TORTURE_PG_LOG="$dir/postgres.log" TORTURE_PG_SOCKET_DIR="$dir" \
-  TORTURE_PG_BIN="$PG_BIN" TORTURE_PG_OS_USER=postgres TORTURE_GATEWAY_SUPERVISED=1 \
+  TORTURE_PG_BIN="$PG_BIN" TORTURE_PG_OS_USER=postgres \
+  TORTURE_GATEWAY_SUPERVISED=1 TORTURE_STACK_PID_FILE="$dir/stack.pid" \
   "$DENO" run --allow-all --config=deno.json supabase/functions/tests/torture/main.ts "$@"
 status=$?
 if [ $status -ne 0 ]; then

@@ -136,6 +136,31 @@ export class Faults {
     return { ready: true, refused };
   }
 
+  /**
+   * Stops the local stack (torture.sh's supervisor starts it again): SIGTERM, which stops its
+   * function processes too, then SIGKILL if it is still there after 10 s.
+   */
+  async stopStack(pidFile: string): Promise<void> {
+    const pid = Number(Deno.readTextFileSync(pidFile).trim());
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`no stack pid in ${pidFile}`);
+    const alive = () => {
+      try {
+        Deno.kill(pid, "SIGCONT");
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    Deno.kill(pid, "SIGTERM");
+    for (let i = 0; i < 100 && alive(); i++) await sleep(100);
+    if (alive()) Deno.kill(pid, "SIGKILL");
+    // Until the supervisor has started the next one (a new pid in the file).
+    for (let i = 0; i < 100; i++) {
+      await sleep(100);
+      if (Number(Deno.readTextFileSync(pidFile).trim()) !== pid) return;
+    }
+  }
+
   /** Who is connected to the database, for a report: whether it accepts connections at all. */
   async databaseState(): Promise<string> {
     const probe = postgres(this.adminUrl, { max: 1, connect_timeout: 10, onnotice: () => {} });

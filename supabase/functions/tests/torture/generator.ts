@@ -59,12 +59,6 @@ export interface GeneratorOptions {
   users: number;
   /** Distinguishes this run's ids from earlier runs on the same database. */
   runTag: string;
-  /**
-   * Never put a purchase's paid checkout event and one of its refund or dispute events in the
-   * same batch (so never deliver them concurrently): leaves out the race reported in
-   * docs/reliability.md, to measure everything else while it is open.
-   */
-  avoidPaymentClawbackRace?: boolean;
 }
 
 const CREDIT_CHOICES = [5, 10, 20, 50, 100, 200, 500];
@@ -276,7 +270,7 @@ export class Generator {
       eventsOf(p).some((e) => isPayment(e) && unsent.has(e.id)) && eventsOf(p).some(isClawback)
     );
     let chosen: string[];
-    if (pending.length > 0 && this.chance(0.8) && !this.options.avoidPaymentClawbackRace) {
+    if (pending.length > 0 && this.chance(0.8)) {
       const events = eventsOf(this.pick(pending));
       const clawbacks = events.filter(isClawback);
       chosen = [events.find(isPayment)?.id ?? "", this.take(clawbacks).id];
@@ -287,11 +281,9 @@ export class Generator {
       const events = [...eventsOf(this.pick(candidates))];
       chosen = [];
       const count = Math.min(events.length, this.int(2, 3));
-      while (chosen.length < count && events.length > 0) {
-        const event = this.take(events);
-        if (!this.racesWith(event.id, chosen)) chosen.push(event.id);
-      }
+      while (chosen.length < count && events.length > 0) chosen.push(this.take(events).id);
     }
+    if (chosen.length < 2) return [];
     for (const eventId of chosen) {
       const position = this.unsent.indexOf(eventId);
       if (position >= 0) {
@@ -328,47 +320,12 @@ export class Generator {
     return { kind: "spend", index, user, key, amount, copies, disconnectAfterMs: this.disconnect(0.04) };
   }
 
-  /** pay:<purchase> for a paid checkout event, claw:<purchase> for a refund or dispute event. */
-  private raceKey(eventId: string): string | null {
-    const event = this.eventsById.get(eventId);
-    if (!event || event.purchase < 0) return null;
-    if (event.kind === "completed_paid" || event.kind === "async_succeeded") return `pay:${event.purchase}`;
-    if (event.kind === "refund" || event.kind.startsWith("dispute")) return `claw:${event.purchase}`;
-    return null;
-  }
-
-  /** Whether delivering `eventId` in a batch with `eventIds` would race a payment with its clawback. */
-  racesWith(eventId: string, eventIds: string[]): boolean {
-    if (!this.options.avoidPaymentClawbackRace) return false;
-    const key = this.raceKey(eventId);
-    if (!key) return false;
-    const [kind, purchase] = key.split(":");
-    const other = `${kind === "pay" ? "claw" : "pay"}:${purchase}`;
-    return eventIds.some((id) => this.raceKey(id) === other);
-  }
-
-  private carried: PlannedOp | null = null;
-
   /** The next batch, or null when every operation has been planned. */
   nextBatch(): PlannedBatch | null {
-    if (this.opCount >= this.options.ops && !this.carried) return null;
-    const size = Math.min(1 + Math.floor(this.random() ** 2 * 6), this.options.ops - this.opCount + 1);
+    if (this.opCount >= this.options.ops) return null;
+    const size = Math.min(1 + Math.floor(this.random() ** 2 * 6), this.options.ops - this.opCount);
     const ops: PlannedOp[] = [];
-    if (this.carried) ops.push(this.carried);
-    this.carried = null;
-    const events = (list: PlannedOp[]) =>
-      list.flatMap((op) =>
-        op.kind === "deliver" || op.kind === "burst" ? [op.eventId] : op.kind === "related" ? op.eventIds : []
-      );
-    while (ops.length < size && this.opCount < this.options.ops) {
-      const op = this.nextOp();
-      const inBatch = events(ops);
-      if (events([op]).some((eventId) => this.racesWith(eventId, inBatch))) {
-        this.carried = op;
-        break;
-      }
-      ops.push(op);
-    }
+    for (let i = 0; i < size; i++) ops.push(this.nextOp());
     const batch: PlannedBatch = { index: ++this.batchCount, ops };
     let kind: FaultKind | undefined;
     if (this.forcedFaults.length > 0 && this.opCount >= this.forcedFaults[0].atOp) {
@@ -389,7 +346,7 @@ export class Generator {
     let current: string[] = [];
     while (this.unsent.length > 0) {
       const eventId = this.take(this.unsent);
-      if (current.length >= size || this.racesWith(eventId, current)) {
+      if (current.length >= size) {
         batches.push(current);
         current = [];
       }

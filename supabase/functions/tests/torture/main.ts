@@ -11,9 +11,7 @@ import { z } from "zod";
 import type { PgControl } from "./faults.ts";
 import { Divergence, Torture } from "./runner.ts";
 
-const USAGE =
-  "usage: main.ts --seed N --ops M [--users U] [--checkpoint-every K] [--monitor schema.fn|none] " +
-  "[--avoid-race payment-clawback]";
+const USAGE = "usage: main.ts --seed N --ops M [--users U] [--checkpoint-every K] [--monitor schema.fn|none]";
 
 function parseArgs(args: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -38,7 +36,6 @@ const argsSchema = z.strictObject({
   users: z.coerce.number().int().min(1).max(10_000).optional(),
   "checkpoint-every": z.coerce.number().int().min(1).optional(),
   monitor: z.string().optional(),
-  "avoid-race": z.enum(["payment-clawback"]).optional(),
 });
 
 const envSchema = z.object({
@@ -50,6 +47,7 @@ const envSchema = z.object({
   TORTURE_PG_BIN: z.string().default("/usr/lib/postgresql/15/bin"),
   TORTURE_PG_OS_USER: z.string().default("postgres"),
   TORTURE_GATEWAY_SUPERVISED: z.enum(["0", "1"]).default("0"),
+  TORTURE_STACK_PID_FILE: z.string().optional(),
 });
 
 function fail(message: string): never {
@@ -92,7 +90,7 @@ const torture = new Torture({
   pg,
   monitorFunction: args.monitor ?? "",
   gatewaySupervised: env.TORTURE_GATEWAY_SUPERVISED === "1",
-  avoidPaymentClawbackRace: args["avoid-race"] === "payment-clawback",
+  stackPidFile: env.TORTURE_STACK_PID_FILE ?? null,
   log: (line) => console.error(line),
 });
 

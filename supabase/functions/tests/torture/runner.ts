@@ -44,10 +44,10 @@ export interface TortureOptions {
   pg: PgControl | null;
   /** schema.name of the monitor-run function, "" to look it up, "none" to leave monitor runs out. */
   monitorFunction: string;
-  /** Leave out the payment/clawback race (see GeneratorOptions). */
-  avoidPaymentClawbackRace: boolean;
   /** The stack is restarted by a supervisor when its process dies (torture.sh does). */
   gatewaySupervised: boolean;
+  /** Where the supervisor keeps the stack's pid, to restart a wedged stack. */
+  stackPidFile: string | null;
   log: (line: string) => void;
 }
 
@@ -72,7 +72,6 @@ export interface Summary {
   users: number;
   duration_seconds: number;
   monitor_function: string | null;
-  avoided_race: string | null;
   gateway_supervised: boolean;
   operations: Record<string, number>;
   stripe: { purchases: Record<string, number>; events: Record<string, number> };
@@ -151,7 +150,6 @@ export class Torture {
       ops: options.ops,
       users: options.users,
       runTag: this.runTag,
-      avoidPaymentClawbackRace: options.avoidPaymentClawbackRace,
     });
     this.sql = postgres(stack.dbUrl, {
       max: 4,
@@ -465,9 +463,20 @@ export class Torture {
    * (npm test) the run stops and says so.
    */
   private async awaitGateway(batch: PlannedBatch): Promise<void> {
-    const { ready, refused } = await this.faults.waitForGateway(180_000, !this.options.gatewaySupervised);
+    const supervised = this.options.gatewaySupervised;
+    let { ready, refused } = await this.faults.waitForGateway(supervised ? 60_000 : 180_000, !supervised);
+    if (!ready && !refused && supervised && this.options.stackPidFile) {
+      // Alive but wedged (its pool times out on every request): restarted like a crashed one.
+      this.counters.faults.gateway_wedged = (this.counters.faults.gateway_wedged ?? 0) + 1;
+      this.options.log(
+        `  gateway wedged after the ${batch.fault?.kind} fault of batch ${batch.index}: restarting it`,
+      );
+      await this.faults.stopStack(this.options.stackPidFile);
+      ({ ready, refused } = await this.faults.waitForGateway(180_000, false));
+      refused = false;
+    }
     if (refused) this.counters.faults.gateway_crashes = (this.counters.faults.gateway_crashes ?? 0) + 1;
-    if (ready && (!refused || this.options.gatewaySupervised)) return;
+    if (ready && (!refused || supervised)) return;
     this.diverge(
       batch,
       batch.ops[0].index,
@@ -475,7 +484,7 @@ export class Torture {
         ? `the local gateway process died during the ${batch.fault?.kind} fault and did not come back: ` +
           "see the stack log (a postgres.js crash when its connections are closed under it, " +
           "TypeError: Cannot read properties of null (reading 'write') at nextWrite, would be this)"
-        : `the gateway did not answer RPCs again within 180 s after the ${batch.fault?.kind} fault; ` +
+        : `the gateway did not answer RPCs again after the ${batch.fault?.kind} fault; ` +
           `the database meanwhile: ${await this.faults.databaseState()}`,
     );
   }
@@ -1230,7 +1239,6 @@ export class Torture {
       users: this.options.users,
       duration_seconds: Math.round((performance.now() - this.started) / 100) / 10,
       monitor_function: this.monitor,
-      avoided_race: this.options.avoidPaymentClawbackRace ? "payment-clawback" : null,
       gateway_supervised: this.options.gatewaySupervised,
       operations: this.counters.operations,
       stripe: { purchases, events },
