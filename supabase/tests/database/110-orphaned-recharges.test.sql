@@ -2,64 +2,14 @@
 begin;
 select plan(28);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table baseline as
-select pg_temp.named(public.diagnose_credits(100000), 'orphaned_recharges', 'recharge_id') as id;
+select tests.named(public.diagnose_credits(100000), 'orphaned_recharges', 'recharge_id') as id;
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user());
-insert into ids select 'r_deleted', pg_temp.pay((select id from ids where name = 'alice'), 'cs_t110_a1', 300);
-insert into ids select 'r_kept', pg_temp.pay((select id from ids where name = 'alice'), 'cs_t110_a2', 200);
-insert into ids select 'r_bob', pg_temp.pay((select id from ids where name = 'bob'), 'cs_t110_b1', 100);
+insert into ids select 'r_deleted', tests.pay((select id from ids where name = 'alice'), 'cs_t110_a1', 300);
+insert into ids select 'r_kept', tests.pay((select id from ids where name = 'alice'), 'cs_t110_a2', 200);
+insert into ids select 'r_bob', tests.pay((select id from ids where name = 'bob'), 'cs_t110_b1', 100);
 
 -- 1. A deleted entry: the recharge stays completed, its entry is gone.
 delete from public.credit_transaction where recharge_id = (select id from ids where name = 'r_deleted');
@@ -75,7 +25,7 @@ insert into ids select 'r_pending', id from public.credit_recharge where stripe_
 create temp table report as select public.diagnose_credits(100000) as r;
 
 select set_eq(
-  $$ select id from pg_temp.named((select r from report), 'orphaned_recharges', 'recharge_id')
+  $$ select id from tests.named((select r from report), 'orphaned_recharges', 'recharge_id')
      except select id from baseline $$,
   $$ select id::text from ids where name in ('r_deleted', 'r_legacy') $$,
   'the diagnosis names exactly the recharge whose entry was deleted and the legacy recharge'
@@ -101,9 +51,9 @@ select is((select (r #>> '{counts,orphaned_recharges}')::bigint from report),
   (select count(*) + 2 from baseline), 'the count is exact');
 
 -- Dry run: reports the two back-fills and changes nothing.
-create temp table fp as select pg_temp.fingerprint() as v;
+create temp table fp as select tests.fingerprint() as v;
 create temp table dry as select public.fix_orphaned_recharges(dry_run => true) as r;
-select is(pg_temp.fingerprint(), (select v from fp), 'the dry run changes nothing');
+select is(tests.fingerprint(), (select v from fp), 'the dry run changes nothing');
 select is((select (r ->> 'dry_run')::boolean from dry), true, 'the dry run says it is one');
 select set_eq(
   $$ select c ->> 'target_id' from dry, jsonb_array_elements(r -> 'changes') c $$,
@@ -158,14 +108,14 @@ select is(
 select is((credit_private.ledger_totals((select id from ids where name = 'alice'))).balance, 500::bigint,
   'alice''s ledger holds both her recharges again');
 select is(
-  (select count(*) from pg_temp.named(public.diagnose_credits(100000), 'orphaned_recharges', 'recharge_id')),
+  (select count(*) from tests.named(public.diagnose_credits(100000), 'orphaned_recharges', 'recharge_id')),
   0::bigint, 'no orphaned recharge is left');
 
-create temp table fp2 as select pg_temp.fingerprint() as v;
+create temp table fp2 as select tests.fingerprint() as v;
 create temp table second as
 select public.fix_orphaned_recharges(dry_run => false, actor => 'test-110', reason => 'second') as r;
 select is((select (r ->> 'nothing_to_do')::boolean from second), true, 'a second repair has nothing to do');
-select is(pg_temp.fingerprint(), (select v from fp2), 'a second repair changes nothing');
+select is(tests.fingerprint(), (select v from fp2), 'a second repair changes nothing');
 select is(
   (select count(*) from credit_private.repair_log l, second where l.run_id = (second.r ->> 'run_id')::uuid),
   0::bigint, 'a repair with nothing to do writes no audit row');

@@ -2,66 +2,16 @@
 begin;
 select plan(10);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table baseline as
-select pg_temp.named(public.diagnose_credits(100000), 'dangling_recharge_entries', 'transaction_id') as id;
+select tests.named(public.diagnose_credits(100000), 'dangling_recharge_entries', 'transaction_id') as id;
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user());
-insert into ids select 'r_uncredited', pg_temp.pay((select id from ids where name = 'alice'), 'cs_t111_1', 300);
-insert into ids select 'r_other_user', pg_temp.pay((select id from ids where name = 'alice'), 'cs_t111_2', 200);
-insert into ids select 'r_other_amount', pg_temp.pay((select id from ids where name = 'bob'), 'cs_t111_3', 100);
-insert into ids select 'r_missing', pg_temp.pay((select id from ids where name = 'bob'), 'cs_t111_4', 50);
-insert into ids select 'r_fine', pg_temp.pay((select id from ids where name = 'bob'), 'cs_t111_5', 10);
+insert into ids select 'r_uncredited', tests.pay((select id from ids where name = 'alice'), 'cs_t111_1', 300);
+insert into ids select 'r_other_user', tests.pay((select id from ids where name = 'alice'), 'cs_t111_2', 200);
+insert into ids select 'r_other_amount', tests.pay((select id from ids where name = 'bob'), 'cs_t111_3', 100);
+insert into ids select 'r_missing', tests.pay((select id from ids where name = 'bob'), 'cs_t111_4', 50);
+insert into ids select 'r_fine', tests.pay((select id from ids where name = 'bob'), 'cs_t111_5', 10);
 insert into ids
 select 'e_' || substr(i.name, 3), t.id
 from ids i join public.credit_transaction t on t.recharge_id = i.id and t.type = 'recharge'
@@ -84,7 +34,7 @@ create temp table findings as
 select f from report, jsonb_array_elements(r #> '{categories,dangling_recharge_entries,findings}') f;
 
 select set_eq(
-  $$ select id from pg_temp.named((select r from report), 'dangling_recharge_entries', 'transaction_id')
+  $$ select id from tests.named((select r from report), 'dangling_recharge_entries', 'transaction_id')
      except select id from baseline $$,
   $$ select id::text from ids where name in ('e_uncredited', 'e_other_user', 'e_other_amount', 'e_missing') $$,
   'the diagnosis names exactly the four unjustified recharge entries'
@@ -128,7 +78,7 @@ select set_eq(
   'fix_all marks no recharge paid'
 );
 select set_eq(
-  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'dangling_recharge_entries', 'transaction_id')
+  $$ select id from tests.named(public.diagnose_credits(100000), 'dangling_recharge_entries', 'transaction_id')
      except select id from baseline $$,
   $$ select id::text from ids where name in ('e_uncredited', 'e_other_user', 'e_other_amount', 'e_missing') $$,
   'after fix_all the diagnosis still names them'

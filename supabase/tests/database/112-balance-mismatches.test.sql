@@ -2,67 +2,17 @@
 begin;
 select plan(22);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table baseline as
-select pg_temp.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id') as id;
+select tests.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id') as id;
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('edited', tests.create_user()), ('total', tests.create_user()), ('missing', tests.create_user()),
   ('no_ledger', tests.create_user()), ('fine', tests.create_user());
-select pg_temp.pay((select id from ids where name = 'edited'), 'cs_t112_1', 300);
+select tests.pay((select id from ids where name = 'edited'), 'cs_t112_1', 300);
 select public.spend_credits((select id from ids where name = 'edited'), 20, 't112-spend', null);
-select pg_temp.pay((select id from ids where name = 'total'), 'cs_t112_2', 100);
-select pg_temp.pay((select id from ids where name = 'missing'), 'cs_t112_3', 50);
-select pg_temp.pay((select id from ids where name = 'fine'), 'cs_t112_4', 10);
+select tests.pay((select id from ids where name = 'total'), 'cs_t112_2', 100);
+select tests.pay((select id from ids where name = 'missing'), 'cs_t112_3', 50);
+select tests.pay((select id from ids where name = 'fine'), 'cs_t112_4', 10);
 
 update public.user_credit_balance set balance = 1000 where user_id = (select id from ids where name = 'edited');
 update public.user_credit_balance set total_recharged = 0 where user_id = (select id from ids where name = 'total');
@@ -75,7 +25,7 @@ create temp table findings as
 select f from report, jsonb_array_elements(r #> '{categories,balance_mismatches,findings}') f;
 
 select set_eq(
-  $$ select id from pg_temp.named((select r from report), 'balance_mismatches', 'user_id') except select id from baseline $$,
+  $$ select id from tests.named((select r from report), 'balance_mismatches', 'user_id') except select id from baseline $$,
   $$ select id::text from ids where name in ('edited', 'total', 'missing', 'no_ledger') $$,
   'the diagnosis names exactly the four users whose cache disagrees with the ledger'
 );
@@ -100,9 +50,9 @@ select ok(
   'the suggested action gives the change and the call');
 
 -- Dry run.
-create temp table fp as select pg_temp.fingerprint() as v;
+create temp table fp as select tests.fingerprint() as v;
 create temp table dry as select public.recompute_credit_balances(dry_run => true) as r;
-select is(pg_temp.fingerprint(), (select v from fp), 'the dry run changes nothing');
+select is(tests.fingerprint(), (select v from fp), 'the dry run changes nothing');
 select set_eq(
   $$ select c ->> 'target_id' from dry, jsonb_array_elements(r -> 'changes') c $$,
   $$ select id from baseline union all select id::text from ids where name in ('edited', 'total', 'missing', 'no_ledger') $$,
@@ -154,18 +104,18 @@ select is(
   (select row(b.balance, b.total_recharged)::text from public.user_credit_balance b where b.user_id = (select id from ids where name = 'no_ledger')),
   row(0, 0)::text, 'a balance no ledger entry justifies goes to zero: no credits without entries');
 select is(
-  (select count(*) from pg_temp.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id')),
+  (select count(*) from tests.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id')),
   0::bigint, 'no mismatch is left');
 select is(
   (select count(*) from public.credit_transaction t where t.user_id in (select id from ids)),
   5::bigint, 'recomputing wrote no ledger entry');
 
 -- Second run.
-create temp table fp2 as select pg_temp.fingerprint() as v;
+create temp table fp2 as select tests.fingerprint() as v;
 select is(
   (select (public.recompute_credit_balances(dry_run => false, actor => 'test-112', reason => 'second') ->> 'nothing_to_do')::boolean),
   true, 'a second recompute has nothing to do');
-select is(pg_temp.fingerprint(), (select v from fp2), 'and changes nothing');
+select is(tests.fingerprint(), (select v from fp2), 'and changes nothing');
 
 -- The cached balance is what spending checks: it now agrees with the ledger.
 select throws_ok(

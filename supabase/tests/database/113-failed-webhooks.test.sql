@@ -2,56 +2,6 @@
 begin;
 select plan(25);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create function pg_temp.session_event(p_event_id text, p_user_id uuid, p_session text, p_credits text)
 returns jsonb
 language sql
@@ -65,7 +15,7 @@ as $$
 $$;
 
 create temp table baseline as
-select pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') as id;
+select tests.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') as id;
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user());
@@ -95,14 +45,14 @@ from (values ('evt_t113_deferred_old'), ('evt_t113_deferred_young')) as e (id);
 update credit_private.stripe_webhook_event set received_at = now() - interval '2 days'
 where event_id = 'evt_t113_deferred_old';
 -- A processed event.
-select pg_temp.pay((select id from ids where name = 'bob'), 'cs_t113_ok', 10);
+select tests.pay((select id from ids where name = 'bob'), 'cs_t113_ok', 10);
 
 create temp table report as select public.diagnose_credits(100000) as r;
 create temp table findings as
 select f from report, jsonb_array_elements(r #> '{categories,failed_webhooks,findings}') f;
 
 select set_eq(
-  $$ select id from pg_temp.named((select r from report), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ select id from tests.named((select r from report), 'failed_webhooks', 'event_id') except select id from baseline $$,
   $$ values ('evt_t113_rls'), ('evt_t113_bad'), ('evt_t113_old'), ('evt_t113_deferred_old') $$,
   'the diagnosis names exactly the failed, the long-received and the long-deferred events'
 );
@@ -132,9 +82,9 @@ select ok(
 );
 
 -- Dry run of retrying all.
-create temp table fp as select pg_temp.fingerprint() as v;
+create temp table fp as select tests.fingerprint() as v;
 create temp table dry as select public.retry_failed_webhooks(dry_run => true) as r;
-select is(pg_temp.fingerprint(), (select v from fp), 'the dry run changes nothing');
+select is(tests.fingerprint(), (select v from fp), 'the dry run changes nothing');
 select set_eq(
   $$ select c ->> 'target_id' from dry, jsonb_array_elements(r -> 'changes') c where c ->> 'target_id' like 'evt_t113%' $$,
   $$ values ('evt_t113_rls'), ('evt_t113_old') $$,
@@ -172,17 +122,17 @@ select is(
    from credit_private.repair_log l, all_run where l.run_id = (all_run.r ->> 'run_id')::uuid and l.target_id = 'evt_t113_rls'),
   row('failed', 'processed', '4', 'test-113', 'retry all', false)::text, 'the audit row holds the inbox row before and after');
 select set_eq(
-  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ select id from tests.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
   $$ values ('evt_t113_bad'), ('evt_t113_deferred_old') $$,
   'only the malformed and the long-deferred events are still named'
 );
 
 -- Second run, and retries by id.
-create temp table fp2 as select pg_temp.fingerprint() as v;
+create temp table fp2 as select tests.fingerprint() as v;
 select is(
   (select (public.retry_failed_webhooks(dry_run => false, actor => 'test-113', reason => 'again') ->> 'nothing_to_do')::boolean),
   true, 'a second retry of all has nothing to do');
-select is(pg_temp.fingerprint(), (select v from fp2), 'and changes nothing');
+select is(tests.fingerprint(), (select v from fp2), 'and changes nothing');
 select is(
   (select (public.retry_failed_webhooks(event_id => 'evt_t113_rls', dry_run => false, actor => 'test-113', reason => 'by id') ->> 'nothing_to_do')::boolean),
   true, 'retrying a processed event by id does nothing');
@@ -204,14 +154,14 @@ select throws_ok(
 -- The threshold is a setting.
 update credit_private.settings set deferred_webhook_age = interval '1 second', failed_webhook_age = interval '1 second';
 select set_eq(
-  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ select id from tests.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
   $$ values ('evt_t113_bad'), ('evt_t113_deferred_old') $$,
   'rows stamped with the transaction''s own time are younger than any threshold'
 );
 update credit_private.stripe_webhook_event set received_at = now() - interval '1 minute'
 where event_id in ('evt_t113_young', 'evt_t113_deferred_young');
 select set_eq(
-  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
+  $$ select id from tests.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') except select id from baseline $$,
   $$ values ('evt_t113_bad'), ('evt_t113_deferred_old'), ('evt_t113_young'), ('evt_t113_deferred_young') $$,
   'with shorter thresholds in settings, younger events are named too'
 );

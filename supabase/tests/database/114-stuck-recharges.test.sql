@@ -2,58 +2,8 @@
 begin;
 select plan(8);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table baseline as
-select pg_temp.named(public.diagnose_credits(100000), 'stuck_recharges', 'recharge_id') as id;
+select tests.named(public.diagnose_credits(100000), 'stuck_recharges', 'recharge_id') as id;
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user());
@@ -80,7 +30,7 @@ create temp table findings as
 select f from report, jsonb_array_elements(r #> '{categories,stuck_recharges,findings}') f;
 
 select set_eq(
-  $$ select id from pg_temp.named((select r from report), 'stuck_recharges', 'recharge_id') except select id from baseline $$,
+  $$ select id from tests.named((select r from report), 'stuck_recharges', 'recharge_id') except select id from baseline $$,
   $$ select id::text from ids where name in ('r_old', 'r_linked') $$,
   'the diagnosis names exactly the pending recharges older than one hour'
 );
@@ -104,7 +54,7 @@ select is((select r #>> '{settings,stuck_recharge_age}' from report), '01:00:00'
 
 update credit_private.settings set stuck_recharge_age = interval '10 minutes';
 select set_eq(
-  $$ select id from pg_temp.named(public.diagnose_credits(100000), 'stuck_recharges', 'recharge_id') except select id from baseline $$,
+  $$ select id from tests.named(public.diagnose_credits(100000), 'stuck_recharges', 'recharge_id') except select id from baseline $$,
   $$ select id::text from ids where name in ('r_old', 'r_linked', 'r_young') $$,
   'the threshold is read from settings'
 );

@@ -2,56 +2,6 @@
 begin;
 select plan(30);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create function pg_temp.installation_findings(p_report jsonb)
 returns table (kind text, name text, problem text)
 language sql
@@ -64,8 +14,8 @@ create temp table baseline as select * from pg_temp.installation_findings(public
 
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user());
-select pg_temp.pay((select id from ids where name = 'alice'), 'cs_t116_a', 30);
-select pg_temp.pay((select id from ids where name = 'bob'), 'cs_t116_b', 20);
+select tests.pay((select id from ids where name = 'alice'), 'cs_t116_a', 30);
+select tests.pay((select id from ids where name = 'bob'), 'cs_t116_b', 20);
 
 -- Break the installation in every way the check knows.
 drop policy "Users can read their own recharges" on public.credit_recharge;
@@ -142,9 +92,9 @@ select is(
   'the installation view lists every expected object, all others ok');
 
 -- Dry run.
-create temp table fp as select pg_temp.fingerprint() as v;
+create temp table fp as select tests.fingerprint() as v;
 create temp table dry as select public.restore_credit_installation(dry_run => true) as r;
-select is(pg_temp.fingerprint(), (select v from fp), 'the dry run changes nothing');
+select is(tests.fingerprint(), (select v from fp), 'the dry run changes nothing');
 select is((select (r ->> 'changed')::int from dry), 12, 'the dry run would restore the twelve repairable objects');
 select set_eq(
   $$ select k ->> 'target_id' from dry, jsonb_array_elements(r -> 'skipped') k $$,
@@ -209,11 +159,11 @@ select is(
 select tests.reset_identity();
 
 -- Second run and audit.
-create temp table fp2 as select pg_temp.fingerprint() as v;
+create temp table fp2 as select tests.fingerprint() as v;
 create temp table second as
 select public.restore_credit_installation(dry_run => false, actor => 'test-116', reason => 'again') as r;
 select is((select (r ->> 'nothing_to_do')::boolean from second), true, 'a second restore has nothing to do');
-select is(pg_temp.fingerprint(), (select v from fp2), 'and changes nothing');
+select is(tests.fingerprint(), (select v from fp2), 'and changes nothing');
 select is(
   (select count(*) from credit_private.repair_log l, restore
    where l.run_id = (restore.r ->> 'run_id')::uuid and l.actor = 'test-116' and l.reason = 'restore' and not l.dry_run

@@ -2,56 +2,6 @@
 begin;
 select plan(24);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user()), ('carol', tests.create_user()),
   ('dave', tests.create_user()), ('eve', tests.create_user()), ('frank', tests.create_user());
@@ -60,9 +10,9 @@ grant select on ids to service_role;
 -- Start from a clean slate: whatever else the database holds is repaired first.
 select public.fix_all_credits(dry_run => false, actor => 'test-120', reason => 'clean slate');
 
-insert into ids select 'r_alice', pg_temp.pay((select id from ids where name = 'alice'), 'cs_t120_alice', 300);
-select pg_temp.pay((select id from ids where name = 'bob'), 'cs_t120_bob', 100);
-insert into ids select 'r_frank', pg_temp.pay((select id from ids where name = 'frank'), 'cs_t120_frank', 10);
+insert into ids select 'r_alice', tests.pay((select id from ids where name = 'alice'), 'cs_t120_alice', 300);
+select tests.pay((select id from ids where name = 'bob'), 'cs_t120_bob', 100);
+insert into ids select 'r_frank', tests.pay((select id from ids where name = 'frank'), 'cs_t120_frank', 10);
 
 -- A deleted entry (alice), an edited balance (bob), a legacy recharge without entry (carol),
 -- a delivery that failed on a revoked grant (dave), a dropped policy and a revoked grant,
@@ -94,9 +44,9 @@ select throws_ok($$ select public.fix_all_credits(dry_run => false) $$, '22023',
   'a real fix_all needs an actor and a reason');
 
 -- Dry run.
-create temp table fp as select pg_temp.fingerprint() as v;
+create temp table fp as select tests.fingerprint() as v;
 create temp table dry as select public.fix_all_credits() as r;
-select is(pg_temp.fingerprint(), (select v from fp), 'fix_all defaults to a dry run, which changes nothing');
+select is(tests.fingerprint(), (select v from fp), 'fix_all defaults to a dry run, which changes nothing');
 select is(
   (select array_agg(s ->> 'action' order by o) from dry, jsonb_array_elements(r -> 'steps') with ordinality as x (s, o)),
   array['restore_installation', 'retry_failed_webhooks', 'fix_orphaned_recharges', 'recompute_balances'],
@@ -168,11 +118,11 @@ select is(
 select tests.reset_identity();
 
 -- Second run.
-create temp table fp2 as select pg_temp.fingerprint() as v;
+create temp table fp2 as select tests.fingerprint() as v;
 create temp table second as select public.fix_all_credits(dry_run => false, actor => 'test-120', reason => 'again') as r;
 select is((select (r ->> 'nothing_to_do')::boolean from second), true, 'a second fix_all has nothing to do');
 select is((select (r ->> 'changed')::int from second), 0, 'changes nothing');
-select is(pg_temp.fingerprint(), (select v from fp2), 'and the data and installation are untouched');
+select is(tests.fingerprint(), (select v from fp2), 'and the data and installation are untouched');
 select is((select (r ->> 'logged')::int from second), 0, 'and it logs nothing');
 
 -- The webhook redelivering a payment that a repair credited changes nothing.
@@ -190,7 +140,7 @@ select is(
   (select row(b.balance, b.total_recharged)::text from public.user_credit_balance b where b.user_id = (select id from ids where name = 'carol')),
   row(40, 40)::text, 'but credits nothing twice');
 select is(
-  (select count(*) from pg_temp.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id')),
+  (select count(*) from tests.named(public.diagnose_credits(100000), 'balance_mismatches', 'user_id')),
   0::bigint, 'and every balance still agrees with the ledger');
 
 select * from finish();

@@ -2,56 +2,6 @@
 begin;
 select plan(24);
 
--- Local helpers (pg_temp: gone with the session, rolled back with the test).
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
--- Everything a repair could change: the three tables, the inbox, policies, ACLs, function
--- settings and cron jobs. Equal before and after means nothing changed.
-create function pg_temp.fingerprint()
-returns text
-language sql
-as $$
-  select md5(concat_ws('|',
-    (select string_agg(r::text, ',' order by r.id) from public.credit_recharge r),
-    (select string_agg(t::text, ',' order by t.id) from public.credit_transaction t),
-    (select string_agg(b::text, ',' order by b.user_id) from public.user_credit_balance b),
-    (select string_agg(e::text, ',' order by e.event_id) from credit_private.stripe_webhook_event e),
-    (select string_agg(concat_ws(' ', p.polrelid::regclass, p.polname, p.polcmd, p.polroles,
-        pg_get_expr(p.polqual, p.polrelid)), ',' order by p.polrelid::regclass::text, p.polname)
-     from pg_policy p),
-    (select string_agg(concat_ws(' ', c.oid::regclass, c.relacl, c.relrowsecurity, c.reloptions), ','
-        order by c.oid::regclass::text)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', p.oid::regprocedure, p.proacl, p.prosecdef, p.proconfig), ','
-        order by p.oid::regprocedure::text)
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('public', 'credit_private')),
-    (select string_agg(concat_ws(' ', j.jobname, j.schedule, j.command, j.active), ',' order by j.jobid)
-     from cron.job j)
-  ))
-$$;
-
--- The ids a report names in a category, by the finding's key.
-create function pg_temp.named(p_report jsonb, p_category text, p_key text)
-returns table (id text)
-language sql
-as $$
-  select f ->> p_key from jsonb_array_elements(p_report #> array['categories', p_category, 'findings']) f
-$$;
-
 create temp table ids (name text primary key, id uuid);
 insert into ids values ('old_user', tests.create_user()), ('old_negative', tests.create_user()),
   ('new_user', tests.create_user()), ('new_negative', tests.create_user()), ('legacy', tests.create_user());
@@ -61,8 +11,8 @@ insert into public.credit_recharge (user_id, credits, status, completed_at, stri
 values ((select id from ids where name = 'legacy'), 40, 'completed', now() - interval '2 days', 'cs_t130_old_orphan',
   now() - interval '2 days', now() - interval '2 days');
 insert into ids select 'r_old_orphan', id from public.credit_recharge where stripe_checkout_session_id = 'cs_t130_old_orphan';
-insert into ids select 'r_old_dangling', pg_temp.pay((select id from ids where name = 'old_user'), 'cs_t130_old_1', 100);
-select pg_temp.pay((select id from ids where name = 'old_negative'), 'cs_t130_old_2', 10);
+insert into ids select 'r_old_dangling', tests.pay((select id from ids where name = 'old_user'), 'cs_t130_old_1', 100);
+select tests.pay((select id from ids where name = 'old_negative'), 'cs_t130_old_2', 10);
 update public.credit_recharge set status = 'pending', completed_at = null
 where id = (select id from ids where name = 'r_old_dangling');
 update public.credit_transaction set created_at = now() - interval '2 days'
@@ -82,13 +32,13 @@ values ('evt_t130_old', 'checkout.session.completed', '{"id": "evt_t130_old"}', 
 insert into public.credit_recharge (user_id, credits, status, completed_at, stripe_checkout_session_id)
 values ((select id from ids where name = 'legacy'), 60, 'completed', now(), 'cs_t130_new_orphan');
 insert into ids select 'r_new_orphan', id from public.credit_recharge where stripe_checkout_session_id = 'cs_t130_new_orphan';
-insert into ids select 'r_new_dangling', pg_temp.pay((select id from ids where name = 'new_user'), 'cs_t130_new_1', 100);
+insert into ids select 'r_new_dangling', tests.pay((select id from ids where name = 'new_user'), 'cs_t130_new_1', 100);
 update public.credit_recharge set status = 'pending', completed_at = null
 where id = (select id from ids where name = 'r_new_dangling');
 insert into ids select 'e_new_dangling', t.id from public.credit_transaction t
 where t.recharge_id = (select id from ids where name = 'r_new_dangling');
 update public.user_credit_balance set balance = balance + 9 where user_id = (select id from ids where name = 'new_user');
-select pg_temp.pay((select id from ids where name = 'new_negative'), 'cs_t130_new_2', 10);
+select tests.pay((select id from ids where name = 'new_negative'), 'cs_t130_new_2', 10);
 update public.user_credit_balance set balance = -1 where user_id = (select id from ids where name = 'new_negative');
 insert into public.credit_recharge (user_id, credits, stripe_checkout_session_id, created_at)
 values ((select id from ids where name = 'legacy'), 5, 'cs_t130_new_stuck', now() - interval '70 minutes');
@@ -109,31 +59,31 @@ select is(
   'the window starts at the watermark minus the five-minute overlap'
 );
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'orphaned_recharges', 'recharge_id') $$,
+  $$ select id from tests.named((select r from inc), 'orphaned_recharges', 'recharge_id') $$,
   $$ select id::text from ids where name = 'r_new_orphan' $$,
   'orphaned_recharges: only the recharge changed since the watermark');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'dangling_recharge_entries', 'transaction_id') $$,
+  $$ select id from tests.named((select r from inc), 'dangling_recharge_entries', 'transaction_id') $$,
   $$ select id::text from ids where name = 'e_new_dangling' $$,
   'dangling_recharge_entries: only the new entry');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'balance_mismatches', 'user_id') $$,
+  $$ select id from tests.named((select r from inc), 'balance_mismatches', 'user_id') $$,
   $$ select id::text from ids where name in ('new_user', 'new_negative') $$,
   'balance_mismatches: only users with new entries');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'negative_balances', 'user_id') $$,
+  $$ select id from tests.named((select r from inc), 'negative_balances', 'user_id') $$,
   $$ select id::text from ids where name = 'new_negative' $$,
   'negative_balances: only users with new entries');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'stuck_recharges', 'recharge_id') $$,
+  $$ select id from tests.named((select r from inc), 'stuck_recharges', 'recharge_id') $$,
   $$ select id::text from ids where name = 'r_new_stuck' $$,
   'stuck_recharges: only the recharge that crossed the threshold in the window');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'failed_webhooks', 'event_id') $$,
+  $$ select id from tests.named((select r from inc), 'failed_webhooks', 'event_id') $$,
   $$ values ('evt_t130_new') $$,
   'failed_webhooks: only the event that failed in the window');
 select set_eq(
-  $$ select id from pg_temp.named((select r from inc), 'installation', 'name') $$,
+  $$ select id from tests.named((select r from inc), 'installation', 'name') $$,
   $$ values ('public.user_credit_balance') $$,
   'installation: checked in full every time (catalog only)');
 select is((select r ->> 'scope' from inc), 'incremental', 'the report says it is incremental');
@@ -149,11 +99,11 @@ select is(
 -- The full diagnosis sees the old problems too.
 create temp table full_report as select public.diagnose_credits(100000) as r;
 select ok(
-  (select (select id::text from ids where name = 'r_old_orphan') in (select id from pg_temp.named(r, 'orphaned_recharges', 'recharge_id'))
-     and (select id::text from ids where name = 'old_user') in (select id from pg_temp.named(r, 'balance_mismatches', 'user_id'))
-     and (select id::text from ids where name = 'old_negative') in (select id from pg_temp.named(r, 'negative_balances', 'user_id'))
-     and (select id::text from ids where name = 'r_old_stuck') in (select id from pg_temp.named(r, 'stuck_recharges', 'recharge_id'))
-     and 'evt_t130_old' in (select id from pg_temp.named(r, 'failed_webhooks', 'event_id'))
+  (select (select id::text from ids where name = 'r_old_orphan') in (select id from tests.named(r, 'orphaned_recharges', 'recharge_id'))
+     and (select id::text from ids where name = 'old_user') in (select id from tests.named(r, 'balance_mismatches', 'user_id'))
+     and (select id::text from ids where name = 'old_negative') in (select id from tests.named(r, 'negative_balances', 'user_id'))
+     and (select id::text from ids where name = 'r_old_stuck') in (select id from tests.named(r, 'stuck_recharges', 'recharge_id'))
+     and 'evt_t130_old' in (select id from tests.named(r, 'failed_webhooks', 'event_id'))
    from full_report),
   'the full diagnosis names the old problems the incremental check skipped'
 );
