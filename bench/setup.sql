@@ -3,10 +3,11 @@
 create schema bench;
 create sequence bench.event_seq;
 
--- 10,000 buyers, and one hot user with a balance large enough for any run.
-insert into auth.users (id, email)
-select gen_random_uuid(), 'bench-' || i || '@bench.local' from generate_series(1, 10000) i;
-create table bench.buyer as select row_number() over () as n, id from auth.users where email like 'bench-%';
+-- 10,000 buyers, and one hot user with a balance large enough for any run. Buyer n has the
+-- uuid 00000000-0000-4000-8000-1000000nnnnn, so pgbench scripts can name one without a query.
+create table bench.buyer as
+select i as n, ('00000000-0000-4000-8000-' || (100000000000 + i))::uuid as id from generate_series(1, 10000) i;
+insert into auth.users (id, email) select id, 'bench-' || n || '@bench.local' from bench.buyer;
 create unique index on bench.buyer (n);
 
 -- A checkout.session.completed event with fresh ids, for a buyer chosen by number.
