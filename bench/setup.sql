@@ -30,3 +30,35 @@ $$;
 
 -- Every buyer starts with credits so spends succeed.
 select public.handle_stripe_event(bench.checkout_event(n, 1000000000)) from bench.buyer;
+
+-- The writes of one credit and nothing else (no validation, locks, idempotency or deferred
+-- events): a floor for the crediting RPC, measured on the same payload in the same run.
+create function bench.credit_writes_only(p_event jsonb)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_session jsonb := p_event #> '{data,object}';
+  v_user_id uuid := (v_session ->> 'client_reference_id')::uuid;
+  v_credits bigint := (v_session #>> '{metadata,credits}')::bigint;
+  v_recharge_id uuid;
+  v_balance bigint;
+begin
+  insert into credit_private.stripe_webhook_event
+    (event_id, type, payload, payment_intent_id, stripe_created_at, status, attempts, processed_at)
+  values (p_event ->> 'id', p_event ->> 'type', p_event, v_session ->> 'payment_intent',
+    to_timestamp((p_event ->> 'created')::bigint), 'processed', 1, now());
+  insert into public.credit_recharge
+    (user_id, credits, amount_cents, currency, status, completed_at, stripe_checkout_session_id, stripe_payment_intent_id)
+  values (v_user_id, v_credits, (v_session ->> 'amount_total')::bigint, v_session ->> 'currency', 'completed', now(),
+    v_session ->> 'id', v_session ->> 'payment_intent')
+  returning id into v_recharge_id;
+  update public.user_credit_balance
+  set balance = balance + v_credits, total_recharged = total_recharged + v_credits, updated_at = now()
+  where user_id = v_user_id
+  returning balance into v_balance;
+  insert into public.credit_transaction (user_id, type, amount, balance_after, recharge_id, idempotency_key)
+  values (v_user_id, 'recharge', v_credits, v_balance, v_recharge_id, 'recharge:' || v_recharge_id);
+end;
+$$;
