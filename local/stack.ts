@@ -32,6 +32,14 @@ function listFunctions(): string[] {
   return names.sort();
 }
 
+/** A port nothing listens on now, chosen by the OS: fixed offsets collided with other services. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
 async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
@@ -50,8 +58,8 @@ const dbPort = Number(requireEnv("DB_PORT"));
 const children: Deno.ChildProcess[] = [];
 const functionUrls: Record<string, string> = {};
 
-for (const [index, name] of listFunctions().entries()) {
-  const port = gatewayPort + 100 + index;
+for (const name of listFunctions()) {
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
