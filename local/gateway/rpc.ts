@@ -208,11 +208,47 @@ function notFound(name: string, keys: string[]): Response {
   );
 }
 
-/** Handles `POST /rest/v1/rpc/<fnName>` against the pool `sql` (logged in as authenticator). */
+/**
+ * Whether a failed call lost its connection: no answer from PostgreSQL at all (closed, reset,
+ * timed out, refused), or a FATAL error, after which PostgreSQL closes the session.
+ */
+function connectionLost(err: unknown): boolean {
+  return !(err instanceof postgres.PostgresError) || err.severity === "FATAL" || err.severity === "PANIC";
+}
+
+/**
+ * Runs `fn` in one transaction on a connection reserved from `sql`. Not sql.begin: after its
+ * connection is lost, postgres.js 3.4.9's begin still sends ROLLBACK on it, and that write
+ * throws from a setImmediate callback once the socket is gone, outside any request; in Deno
+ * such a throw can leave the process's immediate queue broken, so that no postgres.js write
+ * goes out any more. Here a lost connection is never used again, nor given back to the pool
+ * (which the caller then replaces).
+ */
+async function inTransaction<T>(sql: Sql, fn: (tx: postgres.ReservedSql) => Promise<T>): Promise<T> {
+  const tx = await sql.reserve();
+  try {
+    await tx`begin`;
+    const result = await fn(tx);
+    await tx`commit`;
+    tx.release();
+    return result;
+  } catch (err) {
+    if (connectionLost(err)) throw err;
+    await tx`rollback`; // if this loses the connection, its error is the one thrown
+    tx.release();
+    throw err;
+  }
+}
+
+/**
+ * Handles `POST /rest/v1/rpc/<fnName>` against the pool `pool()` returns when the call starts
+ * querying (logged in as authenticator). `onConnectionLost(sql)` is called when a call on pool
+ * `sql` lost its connection: that pool may be broken.
+ */
 export function createRpcHandler(
-  opts: { sql: Sql; jwtSecret: string },
+  opts: { pool: () => Sql; jwtSecret: string; onConnectionLost?: (sql: Sql) => void },
 ): (req: Request, fnName: string) => Promise<Response> {
-  const { sql, jwtSecret } = opts;
+  const { pool, jwtSecret, onConnectionLost } = opts;
 
   return async (req, fnName) => {
     if (req.method !== "POST") {
@@ -234,6 +270,7 @@ export function createRpcHandler(
     }
     const keys = Object.keys(body).sort();
 
+    const sql = pool();
     try {
       const proc = pickOverload(await lookupOverloads(sql, fnName), keys);
       if (proc === null) return notFound(fnName, keys);
@@ -251,7 +288,7 @@ export function createRpcHandler(
 
       // One transaction per request, as PostgREST: the `true` makes every setting local to
       // it, so nothing leaks to the next request on the same pooled connection.
-      const rows = await sql.begin(async (tx) => {
+      const rows = await inTransaction(sql, async (tx) => {
         await tx`
           select
             set_config('role', ${role}, true),
@@ -280,6 +317,7 @@ export function createRpcHandler(
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     } catch (err) {
+      if (connectionLost(err)) onConnectionLost?.(sql);
       if (err instanceof postgres.PostgresError) {
         return apiError(
           httpStatusForSqlState(err.code, role),

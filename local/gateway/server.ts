@@ -30,25 +30,44 @@ export function startGateway(opts: GatewayOptions): Gateway {
   const connect = () =>
     postgres(opts.databaseUrl, {
       max: 10,
+      // A loopback login takes milliseconds: waiting the default 30 s only delays the 503 of a
+      // request that drew a connection postgres.js can no longer open (see replacePool).
+      connect_timeout: 5,
       // RAISE NOTICE from SQL functions would otherwise be printed for every call.
       onnotice: () => {},
       connection: { application_name: "local-gateway" },
     });
   let sql = connect();
-  let rpc = createRpcHandler({ sql, jwtSecret: opts.jwtSecret });
+  const rpc = createRpcHandler({ pool: () => sql, jwtSecret: opts.jwtSecret, onConnectionLost: replacePool });
+  const retired = new Map<postgres.Sql, ReturnType<typeof setTimeout>>(); // replaced pool -> its closing
+  const close = (pool: postgres.Sql) => {
+    clearTimeout(retired.get(pool));
+    retired.delete(pool);
+    // At once: this also fails what still waits for one of its connections. A later deadline
+    // would not (postgres.js 3.4.9 forgets queued queries once every connection has ended).
+    return pool.end({ timeout: 0 }).catch(() => {});
+  };
 
   // PostgreSQL may drop connections under the gateway (a restart, pg_terminate_backend), and
-  // postgres.js can then throw from a socket callback, outside any request, leaving its pool
-  // unusable. Like the platform's gateway, this one outlives its connections: it logs, swaps
-  // in a fresh pool and keeps serving; the request in flight already failed with a 5xx.
+  // postgres.js 3.4.9 may then leave its pool unusable: a connection dropped while a write was
+  // pending never sends its startup message again (every request it takes waits for
+  // connect_timeout), and it can throw from a socket callback, outside any request. Like the
+  // platform's gateway, this one outlives its connections: at the first request that lost its
+  // connection (answered 503 PGRST001; callers retry), or the first error outside any request,
+  // it swaps in a fresh pool and keeps serving.
+  function replacePool(broken: postgres.Sql, reason = "a request lost its connection"): void {
+    if (broken !== sql) return; // already replaced, after another request on that pool failed
+    console.error(`gateway: new database pool after ${reason}`);
+    sql = connect();
+    // Closed 5 s later, not now: requests still running on the old pool may finish, and the
+    // postgres.js callbacks still queued for it run first (closing it cancels them, which can
+    // break Deno's queue of immediate callbacks if one of them has just thrown).
+    retired.set(broken, setTimeout(() => close(broken), 5_000));
+  }
   const onUncaught = (event: ErrorEvent | PromiseRejectionEvent) => {
     event.preventDefault();
     const reason = event instanceof ErrorEvent ? event.message : String(event.reason);
-    console.error(`gateway: new database pool after an error outside any request: ${reason}`);
-    const broken = sql;
-    sql = connect();
-    rpc = createRpcHandler({ sql, jwtSecret: opts.jwtSecret });
-    broken.end({ timeout: 0 }).catch(() => {});
+    replacePool(sql, `an error outside any request: ${reason}`);
   };
   globalThis.addEventListener("error", onUncaught);
   globalThis.addEventListener("unhandledrejection", onUncaught);
@@ -100,7 +119,7 @@ export function startGateway(opts: GatewayOptions): Gateway {
       globalThis.removeEventListener("error", onUncaught);
       globalThis.removeEventListener("unhandledrejection", onUncaught);
       await server.shutdown();
-      await sql.end({ timeout: 5 });
+      await Promise.all([sql.end({ timeout: 5 }), ...[...retired.keys()].map(close)]);
     },
   };
 }
