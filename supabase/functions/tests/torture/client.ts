@@ -18,7 +18,7 @@ export type Outcome =
   | { answered: true; status: number; body: unknown }
   | { answered: false; reason: string };
 
-/** Longer than the gateway's own connect timeout (30 s), so that it answers first. */
+/** Longer than the gateway's own connect timeout (5 s), so that it answers first. */
 const REQUEST_TIMEOUT_MS = 45_000;
 
 export function serviceClient(): SupabaseClient {

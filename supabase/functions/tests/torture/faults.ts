@@ -115,7 +115,7 @@ export class Faults {
               authorization: `Bearer ${stack.serviceRoleKey}`,
             },
             body: "{}",
-            // The gateway's pool may wait for its connect timeout (30 s) on a dead connection.
+            // Well above the gateway's connect timeout (5 s), so a slow reconnect is not taken for a wedge.
             signal: AbortSignal.timeout(40_000),
           });
           await response.body?.cancel();
