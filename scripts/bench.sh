@@ -121,12 +121,15 @@ stand-in (gateway, function and load generator, all Deno, on the same cores as P
 hosted Supabase's edge runtime and PostgREST: read it as this machine's floor for the HTTP path.
 REPORT
 )
-# The diagnosis at scale has its own throwaway database; BENCH_SCALE_USERS=0 skips it.
+# The diagnosis at scale has its own throwaway database; BENCH_SCALE_USERS=0 skips it and keeps
+# the scale section already in docs/benchmarks.md, so a quick run does not drop those figures.
 if [ "${BENCH_SCALE_USERS:-1000000}" != "0" ]; then
   kill "$stack_pid" 2>/dev/null && wait "$stack_pid" 2>/dev/null
   stack_pid=""
   db_stop "$dir"
   report+=$'\n'$(bash scripts/bench-scale.sh)
+elif grep -q '^## Diagnosis at scale' docs/benchmarks.md 2>/dev/null; then
+  report+=$'\n\n'$(sed -n '/^## Diagnosis at scale/,$p' docs/benchmarks.md)
 fi
 echo "$report"
 echo "$report" >docs/benchmarks.md
