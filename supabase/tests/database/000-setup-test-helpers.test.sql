@@ -71,19 +71,43 @@ begin
 end;
 $$;
 
+-- A Stripe event wrapping an object, in Stripe's shape.
+create or replace function tests.stripe_event(p_id text, p_type text, p_object jsonb)
+returns jsonb
+language sql
+as $$
+  select jsonb_build_object(
+    'id', p_id, 'object', 'event', 'api_version', '2024-06-20', 'created', 1764000000,
+    'livemode', false, 'pending_webhooks', 1, 'type', p_type,
+    'data', jsonb_build_object('object', p_object))
+$$;
+
+-- Delivers an event the way the webhook does: handle_stripe_event as service_role.
+create or replace function tests.deliver_stripe_event(p_event jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+  v_result jsonb;
+begin
+  perform tests.authenticate_as_service_role();
+  v_result := public.handle_stripe_event(p_event);
+  perform tests.reset_identity();
+  return v_result;
+end;
+$$;
+
 -- Shared by the diagnosis and repair tests: a paid checkout through the webhook's RPC (returns
 -- the recharge id), a fingerprint of everything a repair could change, and the ids a report names.
 create or replace function tests.pay(p_user_id uuid, p_session text, p_credits bigint)
 returns uuid
 language sql
 as $$
-  select public.handle_stripe_event(jsonb_build_object(
-    'id', 'evt_' || p_session, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
+  select public.handle_stripe_event(tests.stripe_event('evt_' || p_session, 'checkout.session.completed',
+    jsonb_build_object(
       'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
       'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))));
+      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text))));
   select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
 $$;
 

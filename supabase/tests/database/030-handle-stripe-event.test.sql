@@ -22,26 +22,6 @@ create function pg_temp.session(
     'metadata', case when p_credits is null then '{}'::jsonb else jsonb_build_object('credits', p_credits) end))
 $$;
 
--- A Stripe event wrapping an object.
-create function pg_temp.event(p_id text, p_type text, p_object jsonb) returns jsonb language sql as $$
-  select jsonb_build_object(
-    'id', p_id, 'object', 'event', 'api_version', '2024-06-20', 'created', 1764000000,
-    'livemode', false, 'pending_webhooks', 1, 'type', p_type,
-    'data', jsonb_build_object('object', p_object))
-$$;
-
--- Deliver an event the way the webhook does: as service_role.
-create function pg_temp.deliver(p_event jsonb) returns jsonb language plpgsql as $$
-declare
-  v_result jsonb;
-begin
-  perform tests.authenticate_as_service_role();
-  v_result := public.handle_stripe_event(p_event);
-  perform tests.reset_identity();
-  return v_result;
-end;
-$$;
-
 -- status/attempts/last_error_code of an inbox row ('-' for null).
 create function pg_temp.inbox(p_event_id text) returns text language sql as $$
   select format('%s/%s/%s', status, attempts, coalesce(last_error_code, '-'))
@@ -73,7 +53,7 @@ $$;
 -- A paid checkout.session.completed credits once; the three rows agree
 -- ---------------------------------------------------------------------------------------
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_a1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_a1', 'checkout.session.completed',
     pg_temp.session('cs_t030_a', :'ua', '100', 'paid', 'pi_t030_a', 1000))),
   '{"event_id": "evt_t030_a1", "status": "processed", "duplicate": false}'::jsonb,
   'a paid session is processed');
@@ -91,7 +71,7 @@ select is(
 select is(pg_temp.account(:'ua'), '100/100/1', 'balance 100 and total_recharged 100, one ledger entry');
 select is(pg_temp.inbox('evt_t030_a1'), 'processed/1/-', 'the inbox row is processed after one attempt');
 select is(
-  (select format('%s|%s|%s|%s', type, payload = pg_temp.event('evt_t030_a1', 'checkout.session.completed',
+  (select format('%s|%s|%s|%s', type, payload = tests.stripe_event('evt_t030_a1', 'checkout.session.completed',
             pg_temp.session('cs_t030_a', :'ua', '100', 'paid', 'pi_t030_a', 1000)),
           processed_at is not null, payment_intent_id)
    from credit_private.stripe_webhook_event where event_id = 'evt_t030_a1'),
@@ -99,7 +79,7 @@ select is(
 
 -- Duplicate delivery of the same event id: no effect.
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_a1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_a1', 'checkout.session.completed',
     pg_temp.session('cs_t030_a', :'ua', '100', 'paid', 'pi_t030_a', 1000))),
   '{"event_id": "evt_t030_a1", "status": "processed", "duplicate": true}'::jsonb,
   'a duplicate delivery answers duplicate = true');
@@ -108,14 +88,14 @@ select is(pg_temp.inbox('evt_t030_a1'), 'processed/1/-', 'a duplicate delivery i
 
 -- Another event for the same, already credited, session: processed, but no second credit.
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_a2', 'checkout.session.async_payment_succeeded',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_a2', 'checkout.session.async_payment_succeeded',
     pg_temp.session('cs_t030_a', :'ua', '100', 'paid', 'pi_t030_a', 1000))) ->> 'status',
   'processed', 'a second paid event for the same session is processed');
 select is(pg_temp.recharge_entries('cs_t030_a'), 1::bigint, 'the session still has exactly one recharge entry');
 select is(pg_temp.account(:'ua'), '100/100/1', 'and the balance is unchanged');
 -- A late expired event does not undo a credited recharge.
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_a3', 'checkout.session.expired',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_a3', 'checkout.session.expired',
     pg_temp.session('cs_t030_a', :'ua', '100', 'paid', 'pi_t030_a', 1000))) ->> 'status',
   'processed', 'a late expired event is processed');
 select is(pg_temp.recharge('cs_t030_a'), 'completed/100/t', 'a late expired event leaves a credited recharge completed');
@@ -124,7 +104,7 @@ select is(pg_temp.recharge('cs_t030_a'), 'completed/100/t', 'a late expired even
 -- Unpaid (async payment method): pending, then async_payment_succeeded credits
 -- ---------------------------------------------------------------------------------------
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_b1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_b1', 'checkout.session.completed',
     pg_temp.session('cs_t030_b', :'ua', '50', 'unpaid', 'pi_t030_b', 500))) ->> 'status',
   'processed', 'an unpaid completed session is processed');
 select is(pg_temp.recharge('cs_t030_b'), 'pending/50/f', 'an unpaid session leaves a pending recharge');
@@ -132,7 +112,7 @@ select is(pg_temp.recharge_entries('cs_t030_b'), 0::bigint, 'an unpaid session p
 select is(pg_temp.account(:'ua'), '100/100/1', 'an unpaid session credits nothing');
 
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_b2', 'checkout.session.async_payment_succeeded',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_b2', 'checkout.session.async_payment_succeeded',
     pg_temp.session('cs_t030_b', :'ua', '50', 'paid', 'pi_t030_b', 500))),
   '{"event_id": "evt_t030_b2", "status": "processed", "duplicate": false}'::jsonb,
   'async_payment_succeeded is processed');
@@ -148,7 +128,7 @@ select is(
   1, 'the session has one recharge (the pending one was completed, not duplicated)');
 
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_b3', 'checkout.session.async_payment_failed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_b3', 'checkout.session.async_payment_failed',
     pg_temp.session('cs_t030_b', :'ua', '50', 'unpaid', 'pi_t030_b', 500))) ->> 'status',
   'processed', 'a late async_payment_failed is processed');
 select is(pg_temp.recharge('cs_t030_b'), 'completed/50/t', 'a late async_payment_failed does not undo a credit');
@@ -158,11 +138,11 @@ select is(pg_temp.account(:'ua'), '150/150/2', 'nor does it touch the balance');
 -- async_payment_failed and expired close a pending recharge without credit
 -- ---------------------------------------------------------------------------------------
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_c1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_c1', 'checkout.session.completed',
     pg_temp.session('cs_t030_c', :'ua', '70', 'unpaid', 'pi_t030_c', 700))) ->> 'status',
   'processed', 'another unpaid session is processed');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_c2', 'checkout.session.async_payment_failed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_c2', 'checkout.session.async_payment_failed',
     pg_temp.session('cs_t030_c', :'ua', '70', 'unpaid', 'pi_t030_c', 700))) ->> 'status',
   'processed', 'async_payment_failed is processed');
 select is(pg_temp.recharge('cs_t030_c'), 'failed/70/f', 'async_payment_failed marks the pending recharge failed');
@@ -171,7 +151,7 @@ select is(pg_temp.account(:'ua'), '150/150/2', 'a failed payment credits nothing
 insert into public.credit_recharge (id, user_id, credits, amount_cents, stripe_checkout_session_id)
 values ('30000000-0000-4000-8000-0000000000d0', :'ub', 20, 200, 'cs_t030_d');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_d1', 'checkout.session.expired',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_d1', 'checkout.session.expired',
     pg_temp.session('cs_t030_d', :'ub', '20', 'unpaid', null, 200))) ->> 'status',
   'processed', 'checkout.session.expired is processed');
 select is(pg_temp.recharge('cs_t030_d'), 'expired/20/f', 'expired marks the pending recharge expired');
@@ -183,7 +163,7 @@ select is(pg_temp.account(:'ub'), '0/0/0', 'an expired session credits nothing')
 insert into public.credit_recharge (id, user_id, credits, amount_cents, stripe_checkout_session_id)
 values ('30000000-0000-4000-8000-0000000000e0', :'ub', 200, 2000, 'cs_t030_e');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_e1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_e1', 'checkout.session.completed',
     pg_temp.session('cs_t030_e', :'ub', '200', 'paid', 'pi_t030_e', 2000))) ->> 'status',
   'processed', 'a paid session with a pre-created pending recharge is processed');
 select is(
@@ -200,7 +180,7 @@ select is(pg_temp.account(:'ub'), '200/200/1', 'the user is credited 200');
 insert into public.credit_recharge (id, user_id, credits, amount_cents, stripe_checkout_session_id)
 values ('30000000-0000-4000-8000-0000000000f0', :'ub', 30, 300, 'cs_t030_f');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_f1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_f1', 'checkout.session.completed',
     pg_temp.session('cs_t030_f', null, null, 'paid', 'pi_t030_f', 300))) ->> 'status',
   'processed', 'a paid session without metadata, for a pre-created recharge, is processed');
 select is(pg_temp.recharge('cs_t030_f'), 'completed/30/t', 'its recharge is completed with the recharge''s own credits');
@@ -212,14 +192,14 @@ select tests.create_user() as uc \gset
 insert into public.credit_recharge (id, user_id, credits, amount_cents, stripe_checkout_session_id)
 values ('30000000-0000-4000-8000-0000000000f5', :'uc', 12, 120, 'cs_t030_f5');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_f5', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_f5', 'checkout.session.completed',
     pg_temp.session('cs_t030_f5', null, '12', 'paid', 'pi_t030_f5', 120))) ->> 'status',
   'processed', 'a paid session naming only metadata.credits, for a pre-created recharge, is processed');
 select is(pg_temp.account(:'uc'), '12/12/1', 'and credits the pre-created recharge''s owner');
 
 -- metadata.user_id names the buyer when client_reference_id is absent.
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_g1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_g1', 'checkout.session.completed',
     jsonb_set(pg_temp.session('cs_t030_g', null, '5', 'paid', 'pi_t030_g', 50), '{metadata,user_id}', to_jsonb(:'ub'::text))))
     ->> 'status',
   'processed', 'a session naming the buyer in metadata.user_id is processed');
@@ -227,7 +207,7 @@ select is(pg_temp.account(:'ub'), '235/235/3', 'the buyer named by metadata.user
 
 -- no_payment_required (a 100 % discount) credits as paid.
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_p1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_p1', 'checkout.session.completed',
     pg_temp.session('cs_t030_p', :'ub', '15', 'no_payment_required', null, 0))) ->> 'status',
   'processed', 'a no_payment_required session is processed');
 select is(pg_temp.account(:'ub'), '250/250/4', 'a no_payment_required session credits its credits');
@@ -273,7 +253,7 @@ insert into failing_case values
 
 select is(
   (select format('%s/%s/%s', r ->> 'status', r ->> 'duplicate', r ->> 'error_code')
-   from pg_temp.deliver(pg_temp.event(f.event_id, 'checkout.session.completed', f.session)) r),
+   from tests.deliver_stripe_event(tests.stripe_event(f.event_id, 'checkout.session.completed', f.session)) r),
   'failed/false/CR003',
   format('case %s: the event fails with CR003 (%s)', f.n, f.reason))
 from failing_case f order by f.n;
@@ -304,7 +284,7 @@ select is(
 -- Not for us: ignored, recorded, and duplicates still recognised
 -- ---------------------------------------------------------------------------------------
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_m1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_m1', 'checkout.session.completed',
     pg_temp.session('cs_t030_m', :'ua', null, 'paid', 'pi_t030_m', 900))),
   '{"event_id": "evt_t030_m1", "status": "ignored", "duplicate": false}'::jsonb,
   'a session without metadata.credits and without a pending recharge is ignored');
@@ -314,17 +294,17 @@ select is(
    from credit_private.stripe_webhook_event where event_id = 'evt_t030_m1'),
   'ignored/1/-/t', 'an ignored event is recorded as ignored, with processed_at');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_m1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_m1', 'checkout.session.completed',
     pg_temp.session('cs_t030_m', :'ua', null, 'paid', 'pi_t030_m', 900))),
   '{"event_id": "evt_t030_m1", "status": "ignored", "duplicate": true}'::jsonb,
   'a redelivered ignored event answers duplicate = true');
 
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_u1', 'customer.created', '{"id": "cus_t030", "object": "customer"}')),
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_u1', 'customer.created', '{"id": "cus_t030", "object": "customer"}')),
   '{"event_id": "evt_t030_u1", "status": "ignored", "duplicate": false}'::jsonb,
   'an unknown event type is ignored');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_u2', 'payment_intent.succeeded',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_u2', 'payment_intent.succeeded',
     '{"id": "pi_t030_a", "object": "payment_intent", "amount": 1000}')) ->> 'status',
   'ignored', 'payment_intent.succeeded (not handled) is ignored, even for a known payment intent');
 select is(
@@ -333,7 +313,7 @@ select is(
   array['evt_t030_u1:customer.created:ignored', 'evt_t030_u2:payment_intent.succeeded:ignored'],
   'ignored events are recorded with their type');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_u1', 'customer.created', '{"id": "cus_t030", "object": "customer"}')) ->> 'duplicate',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_u1', 'customer.created', '{"id": "cus_t030", "object": "customer"}')) ->> 'duplicate',
   'true', 'a redelivered unknown event is a duplicate');
 select is(pg_temp.account(:'ua'), '150/150/2', 'ignored events change no balance');
 
@@ -341,7 +321,7 @@ select is(pg_temp.account(:'ua'), '150/150/2', 'ignored events change no balance
 -- Not a Stripe event at all: 22023, nothing stored
 -- ---------------------------------------------------------------------------------------
 select throws_ok(
-  format('select pg_temp.deliver(%L::jsonb)', e), '22023',
+  format('select tests.deliver_stripe_event(%L::jsonb)', e), '22023',
   'not a Stripe event: id, type and data.object are required', format('malformed event refused: %s', d))
 from (values
   ('{}', 'empty object'),
@@ -366,12 +346,12 @@ select is(
 -- A failed event is retried by a later delivery, and succeeds once the cause is fixed
 -- ---------------------------------------------------------------------------------------
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_n1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_n1', 'checkout.session.completed',
     pg_temp.session('cs_t030_n', '30000000-0000-4000-8000-00000000f1f1', '40', 'paid', 'pi_t030_n', 400))) - 'error',
   '{"event_id": "evt_t030_n1", "status": "failed", "duplicate": false, "error_code": "CR003"}'::jsonb,
   'an event for a user not yet created fails');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_n1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_n1', 'checkout.session.completed',
     pg_temp.session('cs_t030_n', '30000000-0000-4000-8000-00000000f1f1', '40', 'paid', 'pi_t030_n', 400))) ->> 'status',
   'failed', 'its redelivery is applied again (not treated as a duplicate) and fails again');
 select is(pg_temp.inbox('evt_t030_n1'), 'failed/2/CR003', 'both attempts are counted');
@@ -379,7 +359,7 @@ select is(pg_temp.inbox('evt_t030_n1'), 'failed/2/CR003', 'both attempts are cou
 insert into auth.users (id, email) values ('30000000-0000-4000-8000-00000000f1f1', 't030-late@test.local');
 
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_n1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_n1', 'checkout.session.completed',
     pg_temp.session('cs_t030_n', '30000000-0000-4000-8000-00000000f1f1', '40', 'paid', 'pi_t030_n', 400))),
   '{"event_id": "evt_t030_n1", "status": "processed", "duplicate": false}'::jsonb,
   'once the user exists, the next delivery processes the event');
@@ -389,7 +369,7 @@ select is(
   'processed/3/-|t|t', 'the inbox row is processed after 3 attempts, its error cleared');
 select is(pg_temp.account('30000000-0000-4000-8000-00000000f1f1'), '40/40/1', 'the late user is credited once');
 select is(
-  pg_temp.deliver(pg_temp.event('evt_t030_n1', 'checkout.session.completed',
+  tests.deliver_stripe_event(tests.stripe_event('evt_t030_n1', 'checkout.session.completed',
     pg_temp.session('cs_t030_n', '30000000-0000-4000-8000-00000000f1f1', '40', 'paid', 'pi_t030_n', 400))) ->> 'duplicate',
   'true', 'after success, further deliveries are duplicates');
 select is(pg_temp.account('30000000-0000-4000-8000-00000000f1f1'), '40/40/1', 'and credit nothing more');

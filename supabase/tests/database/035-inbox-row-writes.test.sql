@@ -7,26 +7,10 @@ select plan(24);
 
 select tests.create_user() as ua \gset
 
-create function pg_temp.event(p_id text, p_type text, p_object jsonb) returns jsonb language sql as $$
-  select jsonb_build_object('id', p_id, 'object', 'event', 'created', 1764000000, 'livemode', false,
-    'type', p_type, 'data', jsonb_build_object('object', p_object))
-$$;
-
 create function pg_temp.paid_session(p_id text, p_user text, p_payment_intent text) returns jsonb language sql as $$
   select jsonb_build_object('id', p_id, 'object', 'checkout.session', 'client_reference_id', p_user,
     'payment_status', 'paid', 'payment_intent', p_payment_intent, 'amount_total', 1000, 'currency', 'usd',
     'metadata', jsonb_build_object('credits', '100'))
-$$;
-
-create function pg_temp.deliver(p_event jsonb) returns jsonb language plpgsql as $$
-declare
-  v_result jsonb;
-begin
-  perform tests.authenticate_as_service_role();
-  v_result := public.handle_stripe_event(p_event);
-  perform tests.reset_identity();
-  return v_result;
-end;
 $$;
 
 -- Inserts and updates of inbox rows made so far by this transaction.
@@ -47,7 +31,7 @@ create function pg_temp.failures(p_event_id text) returns text language sql as $
 $$;
 
 -- A new paid session: one insert, no update of its inbox row.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_paid', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_paid', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_paid', :'ua', 'pi_t035_paid'))) ->> 'status', 'processed',
   'a new paid session is processed');
 select is(pg_temp.inbox_writes(), '1 inserted, 0 updated', 'its inbox row is written once, by one insert');
@@ -55,32 +39,32 @@ select is(pg_temp.inbox('evt_t035_paid'), 'processed/1/-/processed_at', 'stored 
 select is((select balance from public.user_credit_balance where user_id = :'ua'), 100::bigint, 'and credited');
 
 -- The same event again: a duplicate, nothing written.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_paid', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_paid', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_paid', :'ua', 'pi_t035_paid'))) ->> 'duplicate', 'true', 'a repeat is a duplicate');
 select is(pg_temp.inbox_writes(), '1 inserted, 0 updated', 'and writes no inbox row');
 select is(pg_temp.inbox('evt_t035_paid'), 'processed/1/-/processed_at', 'attempts stay 1');
 
 -- A type the package does not handle: ignored, with processed_at, attempt 1.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_other', 'customer.created', '{"id": "cus_1"}')) ->> 'status',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_other', 'customer.created', '{"id": "cus_1"}')) ->> 'status',
   'ignored', 'an unhandled type is ignored');
 select is(pg_temp.inbox('evt_t035_other'), 'ignored/1/-/processed_at', 'stored ignored, attempt 1');
 
 -- A refund before its payment: deferred, not processed, attempt 1.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_refund', 'charge.refunded', jsonb_build_object(
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_refund', 'charge.refunded', jsonb_build_object(
   'id', 'ch_t035', 'object', 'charge', 'payment_intent', 'pi_t035_late', 'amount', 1000,
   'amount_refunded', 1000, 'currency', 'usd', 'refunded', true))) ->> 'status', 'deferred',
   'a refund before its payment is deferred');
 select is(pg_temp.inbox('evt_t035_refund'), 'deferred/1/-/unprocessed', 'stored deferred, attempt 1, no processed_at');
 
 -- Its payment lands: the deferred refund is applied on its second attempt.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_late', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_late', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_late', :'ua', 'pi_t035_late'))) ->> 'status', 'processed', 'the payment is processed');
 select is(pg_temp.inbox('evt_t035_refund'), 'processed/2/-/processed_at', 'and the deferred refund with it, attempt 2');
 select is((select balance from public.user_credit_balance where user_id = :'ua'), 100::bigint,
   'credited 100 then refunded 100');
 
 -- A first attempt that fails: stored failed with its error, attempt 1, one failure-log row, no effect.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_bad', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
   'failed', 'a session naming an unknown user fails');
 select is(pg_temp.inbox('evt_t035_bad'), 'failed/1/CR003/unprocessed', 'stored failed, attempt 1, with its code');
@@ -89,7 +73,7 @@ select is((select count(*) from public.credit_recharge where stripe_checkout_ses
   'and left no recharge');
 
 -- Delivered again, still failing: attempt 2, a second failure-log row.
-select is(pg_temp.deliver(pg_temp.event('evt_t035_bad', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
   'failed', 'the redelivery fails again');
 select is(pg_temp.inbox('evt_t035_bad'), 'failed/2/CR003/unprocessed', 'attempt 2');
@@ -97,7 +81,7 @@ select is(pg_temp.failures('evt_t035_bad'), '1:CR003,2:CR003', 'each failed atte
 
 -- The user now exists: the next delivery succeeds on attempt 3 and clears the error.
 insert into auth.users (id, email) values ('00000000-0000-4000-8000-000000000035', 't035@example.com');
-select is(pg_temp.deliver(pg_temp.event('evt_t035_bad', 'checkout.session.completed',
+select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
   pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
   'processed', 'a retry after the cause is fixed succeeds');
 select is(pg_temp.inbox('evt_t035_bad'), 'processed/3/-/processed_at', 'attempt 3, error cleared');

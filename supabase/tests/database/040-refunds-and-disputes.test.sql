@@ -13,28 +13,9 @@ select tests.create_user() as r8 \gset
 select tests.create_user() as r9 \gset
 
 -- ---------------------------------------------------------------------------------------
--- Local helpers
--- ---------------------------------------------------------------------------------------
-create function pg_temp.event(p_id text, p_type text, p_object jsonb) returns jsonb language sql as $$
-  select jsonb_build_object(
-    'id', p_id, 'object', 'event', 'api_version', '2024-06-20', 'created', 1764000000,
-    'livemode', false, 'type', p_type, 'data', jsonb_build_object('object', p_object))
-$$;
-
-create function pg_temp.deliver(p_event jsonb) returns jsonb language plpgsql as $$
-declare
-  v_result jsonb;
-begin
-  perform tests.authenticate_as_service_role();
-  v_result := public.handle_stripe_event(p_event);
-  perform tests.reset_identity();
-  return v_result;
-end;
-$$;
-
 -- A paid Checkout Session for p_credits credits at p_amount cents, paid by PaymentIntent pi_<p_key>.
 create function pg_temp.buy(p_key text, p_user uuid, p_credits bigint, p_amount bigint) returns text language sql as $$
-  select pg_temp.deliver(pg_temp.event('evt_t040_buy_' || p_key, 'checkout.session.completed', jsonb_build_object(
+  select tests.deliver_stripe_event(tests.stripe_event('evt_t040_buy_' || p_key, 'checkout.session.completed', jsonb_build_object(
     'id', 'cs_t040_' || p_key, 'object', 'checkout.session', 'mode', 'payment',
     'client_reference_id', p_user, 'payment_status', 'paid', 'payment_intent', 'pi_t040_' || p_key,
     'amount_total', p_amount, 'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text)))) ->> 'status'
@@ -42,7 +23,7 @@ $$;
 
 -- charge.refunded with a cumulative amount_refunded, for the charge of pi_<p_key>.
 create function pg_temp.refund(p_event_id text, p_key text, p_amount bigint, p_refunded bigint) returns jsonb language sql as $$
-  select pg_temp.deliver(pg_temp.event(p_event_id, 'charge.refunded', jsonb_build_object(
+  select tests.deliver_stripe_event(tests.stripe_event(p_event_id, 'charge.refunded', jsonb_build_object(
     'id', 'ch_t040_' || p_key, 'object', 'charge', 'amount', p_amount, 'amount_captured', p_amount,
     'amount_refunded', p_refunded, 'refunded', p_refunded >= p_amount, 'currency', 'usd', 'paid', true,
     'status', 'succeeded', 'payment_intent', 'pi_t040_' || p_key)))
@@ -51,7 +32,7 @@ $$;
 -- charge.dispute.created / charge.dispute.closed for the charge of pi_<p_key>.
 create function pg_temp.dispute(p_event_id text, p_type text, p_key text, p_amount bigint, p_status text)
 returns jsonb language sql as $$
-  select pg_temp.deliver(pg_temp.event(p_event_id, p_type, jsonb_build_object(
+  select tests.deliver_stripe_event(tests.stripe_event(p_event_id, p_type, jsonb_build_object(
     'id', 'dp_t040_' || p_key, 'object', 'dispute', 'amount', p_amount, 'currency', 'usd',
     'charge', 'ch_t040_' || p_key, 'payment_intent', 'pi_t040_' || p_key,
     'reason', 'fraudulent', 'status', p_status)))
@@ -260,12 +241,12 @@ select is(
 -- ---------------------------------------------------------------------------------------
 select is(
   (select format('%s/%s', r ->> 'status', r ->> 'error_code')
-   from pg_temp.deliver(pg_temp.event('evt_t040_bad1', 'charge.refunded',
+   from tests.deliver_stripe_event(tests.stripe_event('evt_t040_bad1', 'charge.refunded',
      '{"id": "ch_t040_r6", "object": "charge", "amount": 1000, "payment_intent": "pi_t040_r6"}')) r),
   'failed/CR003', 'a charge.refunded without amount_refunded fails with CR003');
 select is(
   (select format('%s/%s', r ->> 'status', r ->> 'error_code')
-   from pg_temp.deliver(pg_temp.event('evt_t040_bad2', 'charge.dispute.created',
+   from tests.deliver_stripe_event(tests.stripe_event('evt_t040_bad2', 'charge.dispute.created',
      '{"id": "dp_t040_x", "object": "dispute", "amount": 1000, "charge": "ch_t040_r6"}')) r),
   'failed/CR003', 'a dispute without payment_intent fails with CR003');
 select is(pg_temp.account(:'r6'), '100/100/3', 'and neither touched the balance');
