@@ -20,6 +20,27 @@ Deno.test("the same event delivered 50 times in parallel credits once", async ()
   });
 });
 
+Deno.test("a new buyer's first 8 sessions delivered at once: each credited once, one balance", async () => {
+  await withDb(async (sql) => {
+    // No balance row exists yet: the 8 first entries race to create it (apply_ledger_entry).
+    for (let round = 0; round < 5; round++) {
+      const userId = await createUser(sql);
+      const events = Array.from(
+        { length: 8 },
+        (_, i) => checkoutEvent("checkout.session.completed", { userId, credits: 10 + i }),
+      );
+      const responses = await Promise.all(events.map((event) => deliver(event)));
+
+      assert.deepEqual(responses.map((r) => `${r.status} ${r.body.status}`), Array(8).fill("200 processed"));
+      const state = await ledgerState(sql, userId);
+      assert.equal(state.balance, 108n, `round ${round}: 10 + 11 + ... + 17`);
+      assert.equal(state.totalRecharged, 108n, `round ${round}`);
+      assert.equal(state.entries, 8, `round ${round}`);
+      assert.deepEqual(await invariantViolations(sql, [userId]), [], `round ${round}`);
+    }
+  });
+});
+
 Deno.test("200 events delivered 1-5 times each, shuffled, 8 at a time, some failing first: all credited once", async () => {
   const seed = 20261126;
   const random = seededRandom(seed);
