@@ -3,7 +3,7 @@
 -- across statements), so a constraint costs in proportion to the size of that tree. The
 -- four "value is one of" constraints were written `x in ('a', 'b', ...)`, which is stored as
 -- an array built from one node per value and folded back into a constant every time. The
--- same lists written as one constant array store half the tree and need no folding: 5% of a
+-- same lists written as one constant array store half the tree and need no folding: 3% of a
 -- credit's CPU (issue 2's benchmark; docs/benchmarks.md). Same names, same accepted values,
 -- same errors.
 --
