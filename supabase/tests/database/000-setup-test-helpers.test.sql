@@ -97,6 +97,19 @@ begin
 end;
 $$;
 
+-- A paid Checkout Session selling p_credits (text, so a test can send a malformed value) to
+-- p_user_id; its PaymentIntent is pi_<session> unless named.
+create or replace function tests.paid_session(
+  p_session text, p_user_id uuid, p_credits text, p_amount_total bigint default 1000, p_payment_intent text default null)
+returns jsonb
+language sql
+as $$
+  select jsonb_build_object(
+    'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
+    'payment_status', 'paid', 'payment_intent', coalesce(p_payment_intent, 'pi_' || p_session),
+    'amount_total', p_amount_total, 'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits))
+$$;
+
 -- Shared by the diagnosis and repair tests: a paid checkout through the webhook's RPC (returns
 -- the recharge id), a fingerprint of everything a repair could change, and the ids a report names.
 create or replace function tests.pay(p_user_id uuid, p_session text, p_credits bigint)
@@ -104,10 +117,7 @@ returns uuid
 language sql
 as $$
   select public.handle_stripe_event(tests.stripe_event('evt_' || p_session, 'checkout.session.completed',
-    jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text))));
+    tests.paid_session(p_session, p_user_id, p_credits::text, p_amount_total => p_credits)));
   select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
 $$;
 

@@ -7,12 +7,6 @@ select plan(24);
 
 select tests.create_user() as ua \gset
 
-create function pg_temp.paid_session(p_id text, p_user text, p_payment_intent text) returns jsonb language sql as $$
-  select jsonb_build_object('id', p_id, 'object', 'checkout.session', 'client_reference_id', p_user,
-    'payment_status', 'paid', 'payment_intent', p_payment_intent, 'amount_total', 1000, 'currency', 'usd',
-    'metadata', jsonb_build_object('credits', '100'))
-$$;
-
 -- Inserts and updates of inbox rows made so far by this transaction.
 create function pg_temp.inbox_writes() returns text language sql as $$
   select format('%s inserted, %s updated', n_tup_ins, n_tup_upd)
@@ -32,7 +26,7 @@ $$;
 
 -- A new paid session: one insert, no update of its inbox row.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_paid', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_paid', :'ua', 'pi_t035_paid'))) ->> 'status', 'processed',
+  tests.paid_session('cs_t035_paid', :'ua', '100', p_payment_intent => 'pi_t035_paid'))) ->> 'status', 'processed',
   'a new paid session is processed');
 select is(pg_temp.inbox_writes(), '1 inserted, 0 updated', 'its inbox row is written once, by one insert');
 select is(pg_temp.inbox('evt_t035_paid'), 'processed/1/-/processed_at', 'stored processed, attempt 1, with processed_at');
@@ -40,7 +34,7 @@ select is((select balance from public.user_credit_balance where user_id = :'ua')
 
 -- The same event again: a duplicate, nothing written.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_paid', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_paid', :'ua', 'pi_t035_paid'))) ->> 'duplicate', 'true', 'a repeat is a duplicate');
+  tests.paid_session('cs_t035_paid', :'ua', '100', p_payment_intent => 'pi_t035_paid'))) ->> 'duplicate', 'true', 'a repeat is a duplicate');
 select is(pg_temp.inbox_writes(), '1 inserted, 0 updated', 'and writes no inbox row');
 select is(pg_temp.inbox('evt_t035_paid'), 'processed/1/-/processed_at', 'attempts stay 1');
 
@@ -58,14 +52,14 @@ select is(pg_temp.inbox('evt_t035_refund'), 'deferred/1/-/unprocessed', 'stored 
 
 -- Its payment lands: the deferred refund is applied on its second attempt.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_late', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_late', :'ua', 'pi_t035_late'))) ->> 'status', 'processed', 'the payment is processed');
+  tests.paid_session('cs_t035_late', :'ua', '100', p_payment_intent => 'pi_t035_late'))) ->> 'status', 'processed', 'the payment is processed');
 select is(pg_temp.inbox('evt_t035_refund'), 'processed/2/-/processed_at', 'and the deferred refund with it, attempt 2');
 select is((select balance from public.user_credit_balance where user_id = :'ua'), 100::bigint,
   'credited 100 then refunded 100');
 
 -- A first attempt that fails: stored failed with its error, attempt 1, one failure-log row, no effect.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
+  tests.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', '100', p_payment_intent => 'pi_t035_bad'))) ->> 'status',
   'failed', 'a session naming an unknown user fails');
 select is(pg_temp.inbox('evt_t035_bad'), 'failed/1/CR003/unprocessed', 'stored failed, attempt 1, with its code');
 select is(pg_temp.failures('evt_t035_bad'), '1:CR003', 'the failed first attempt is in the failure log');
@@ -74,7 +68,7 @@ select is((select count(*) from public.credit_recharge where stripe_checkout_ses
 
 -- Delivered again, still failing: attempt 2, a second failure-log row.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
+  tests.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', '100', p_payment_intent => 'pi_t035_bad'))) ->> 'status',
   'failed', 'the redelivery fails again');
 select is(pg_temp.inbox('evt_t035_bad'), 'failed/2/CR003/unprocessed', 'attempt 2');
 select is(pg_temp.failures('evt_t035_bad'), '1:CR003,2:CR003', 'each failed attempt is logged once');
@@ -82,7 +76,7 @@ select is(pg_temp.failures('evt_t035_bad'), '1:CR003,2:CR003', 'each failed atte
 -- The user now exists: the next delivery succeeds on attempt 3 and clears the error.
 insert into auth.users (id, email) values ('00000000-0000-4000-8000-000000000035', 't035@example.com');
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t035_bad', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', 'pi_t035_bad'))) ->> 'status',
+  tests.paid_session('cs_t035_bad', '00000000-0000-4000-8000-000000000035', '100', p_payment_intent => 'pi_t035_bad'))) ->> 'status',
   'processed', 'a retry after the cause is fixed succeeds');
 select is(pg_temp.inbox('evt_t035_bad'), 'processed/3/-/processed_at', 'attempt 3, error cleared');
 select is(pg_temp.failures('evt_t035_bad'), '1:CR003,2:CR003', 'a success adds no failure-log row');

@@ -9,12 +9,6 @@ select plan(16);
 select tests.create_user() as ua \gset
 select tests.create_user() as ub \gset
 
-create function pg_temp.paid_session(p_id text, p_user text) returns jsonb language sql as $$
-  select jsonb_build_object('id', p_id, 'object', 'checkout.session', 'client_reference_id', p_user,
-    'payment_status', 'paid', 'payment_intent', 'pi_' || p_id, 'amount_total', 500, 'currency', 'usd',
-    'metadata', jsonb_build_object('credits', '40'))
-$$;
-
 -- Index scans made so far by this transaction (pg_stat_get_xact_numscans), remembered by mark().
 create temp table scans_before (index_oid oid primary key, n bigint);
 create function pg_temp.mark() returns void language sql as $$
@@ -32,7 +26,7 @@ $$;
 select is(tests.pay(:'ua', 'cs_t036_first', 10) is not null, true, 'a first recharge creates the balance row');
 select pg_temp.mark();
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_new', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t036_new', :'ua'))) ->> 'status', 'processed', 'a new paid session is processed');
+  tests.paid_session('cs_t036_new', :'ua', '40'))) ->> 'status', 'processed', 'a new paid session is processed');
 
 select is(pg_temp.scans_since_mark('public.credit_transaction_idempotency_key_unique'), 0::bigint,
   'its recharge entry key is not looked up (the key names a recharge id that did not exist)');
@@ -52,17 +46,17 @@ select is((select format('%s/%s', status, completed_at is not null) from public.
 
 -- A user's very first entry creates the balance row on the way.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_firstever', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t036_firstever', :'ub'))) ->> 'status', 'processed', 'a new buyer''s first session is processed');
+  tests.paid_session('cs_t036_firstever', :'ub', '40'))) ->> 'status', 'processed', 'a new buyer''s first session is processed');
 select is((select format('%s/%s', balance, total_recharged) from public.user_credit_balance where user_id = :'ub'),
   '40/40', 'its balance row is created with the credits');
 
 -- A recharge recorded pending beforehand takes the checked path: locked, key looked up.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_unpaid', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t036_async', :'ua') || '{"payment_status": "unpaid"}')) ->> 'status', 'processed',
+  tests.paid_session('cs_t036_async', :'ua', '40') || '{"payment_status": "unpaid"}')) ->> 'status', 'processed',
   'an unpaid session records a pending recharge');
 select pg_temp.mark();
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_succeeded', 'checkout.session.async_payment_succeeded',
-  pg_temp.paid_session('cs_t036_async', :'ua'))) ->> 'status', 'processed', 'its async payment succeeds');
+  tests.paid_session('cs_t036_async', :'ua', '40'))) ->> 'status', 'processed', 'its async payment succeeds');
 select is(pg_temp.scans_since_mark('public.credit_transaction_idempotency_key_unique'), 1::bigint,
   'an existing recharge''s entry key is looked up before writing');
 select is((select format('%s/%s', balance, total_recharged) from public.user_credit_balance where user_id = :'ua'),
@@ -70,7 +64,7 @@ select is((select format('%s/%s', balance, total_recharged) from public.user_cre
 
 -- The same session delivered again under a new event id: the recharge exists, nothing more.
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_new_again', 'checkout.session.completed',
-  pg_temp.paid_session('cs_t036_new', :'ua'))) ->> 'status', 'processed', 'the session under another event id');
+  tests.paid_session('cs_t036_new', :'ua', '40'))) ->> 'status', 'processed', 'the session under another event id');
 select is((select format('%s/%s', balance, (select count(*) from public.credit_transaction where user_id = :'ua'))
            from public.user_credit_balance where user_id = :'ua'), '90/3', 'credits nothing twice');
 

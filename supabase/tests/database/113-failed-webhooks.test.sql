@@ -2,18 +2,6 @@
 begin;
 select plan(25);
 
-create function pg_temp.session_event(p_event_id text, p_user_id uuid, p_session text, p_credits text)
-returns jsonb
-language sql
-as $$
-  select jsonb_build_object(
-    'id', p_event_id, 'object', 'event', 'type', 'checkout.session.completed', 'created', 1700000000,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id, 'payment_status', 'paid',
-      'payment_intent', 'pi_' || p_session, 'amount_total', 700, 'currency', 'usd',
-      'metadata', jsonb_build_object('credits', p_credits))))
-$$;
-
 create temp table baseline as
 select tests.named(public.diagnose_credits(100000), 'failed_webhooks', 'event_id') as id;
 
@@ -23,18 +11,22 @@ insert into ids values ('alice', tests.create_user()), ('bob', tests.create_user
 -- A delivery that failed on a permission error (stored as the webhook stores failures).
 insert into credit_private.stripe_webhook_event (event_id, type, payload, status, attempts, last_error, last_error_code)
 values ('evt_t113_rls', 'checkout.session.completed',
-  pg_temp.session_event('evt_t113_rls', (select id from ids where name = 'alice'), 'cs_t113_rls', '70'),
+  tests.stripe_event('evt_t113_rls', 'checkout.session.completed',
+    tests.paid_session('cs_t113_rls', (select id from ids where name = 'alice'), '70')),
   'failed', 3, 'new row violates row-level security policy for table "credit_recharge"', '42501');
 -- A malformed event: the real webhook path stores it as failed (CR003).
-select public.handle_stripe_event(pg_temp.session_event('evt_t113_bad', (select id from ids where name = 'alice'), 'cs_t113_bad', 'abc'));
+select public.handle_stripe_event(tests.stripe_event('evt_t113_bad', 'checkout.session.completed',
+  tests.paid_session('cs_t113_bad', (select id from ids where name = 'alice'), 'abc')));
 -- Received long ago and never processed; and one received just now.
 insert into credit_private.stripe_webhook_event (event_id, type, payload, status, received_at, updated_at)
 values
   ('evt_t113_old', 'checkout.session.completed',
-   pg_temp.session_event('evt_t113_old', (select id from ids where name = 'bob'), 'cs_t113_old', '30'),
+   tests.stripe_event('evt_t113_old', 'checkout.session.completed',
+    tests.paid_session('cs_t113_old', (select id from ids where name = 'bob'), '30')),
    'received', now() - interval '1 hour', now() - interval '1 hour'),
   ('evt_t113_young', 'checkout.session.completed',
-   pg_temp.session_event('evt_t113_young', (select id from ids where name = 'bob'), 'cs_t113_young', '5'),
+   tests.stripe_event('evt_t113_young', 'checkout.session.completed',
+    tests.paid_session('cs_t113_young', (select id from ids where name = 'bob'), '5')),
    'received', now(), now());
 -- A refund whose payment never arrived: deferred for two days, and one deferred just now.
 select public.handle_stripe_event(jsonb_build_object('id', e.id, 'object', 'event', 'type', 'charge.refunded',

@@ -2,27 +2,6 @@
 begin;
 select plan(41);
 
-create function pg_temp.session_event(p_event_id text, p_user_id uuid, p_session text, p_credits bigint)
-returns jsonb
-language sql
-as $$
-  select jsonb_build_object(
-    'id', p_event_id, 'object', 'event', 'type', 'checkout.session.completed',
-    'created', 1700000000, 'livemode', false,
-    'data', jsonb_build_object('object', jsonb_build_object(
-      'id', p_session, 'object', 'checkout.session', 'client_reference_id', p_user_id,
-      'payment_status', 'paid', 'payment_intent', 'pi_' || p_session, 'amount_total', p_credits,
-      'currency', 'usd', 'metadata', jsonb_build_object('credits', p_credits::text))))
-$$;
-
-create function pg_temp.pay(p_user_id uuid, p_session text, p_credits bigint)
-returns uuid
-language sql
-as $$
-  select public.handle_stripe_event(pg_temp.session_event('evt_' || p_session, p_user_id, p_session, p_credits));
-  select r.id from public.credit_recharge r where r.stripe_checkout_session_id = p_session;
-$$;
-
 -- A paid recharge whose credits never reached the ledger nor the balance (the guide's orphan).
 create function pg_temp.orphan(p_user_id uuid, p_session text, p_credits bigint)
 returns uuid
@@ -72,15 +51,19 @@ create function pg_temp.id(p_name text) returns uuid language sql as $$ select i
 -- alice: an orphan. bob: a balance edited by hand. dave: a failed event whose retry is due.
 -- erin: failed once a minute ago (backoff not over). frank: retries exhausted. grace: CR003.
 insert into ids values ('r_alice', pg_temp.orphan(pg_temp.id('alice'), 'cs_t510_alice', 100));
-select pg_temp.pay(pg_temp.id('bob'), 'cs_t510_bob', 50);
+select tests.pay(pg_temp.id('bob'), 'cs_t510_bob', 50);
 update public.user_credit_balance set balance = balance + 7 where user_id = pg_temp.id('bob');
-select pg_temp.failed_event('evt_t510_dave', pg_temp.session_event('evt_t510_dave', pg_temp.id('dave'), 'cs_t510_dave', 30),
+select pg_temp.failed_event('evt_t510_dave',
+  tests.stripe_event('evt_t510_dave', 'checkout.session.completed', tests.paid_session('cs_t510_dave', pg_temp.id('dave'), '30')),
   1, 'XX000', '10 minutes');
-select pg_temp.failed_event('evt_t510_erin', pg_temp.session_event('evt_t510_erin', pg_temp.id('erin'), 'cs_t510_erin', 5),
+select pg_temp.failed_event('evt_t510_erin',
+  tests.stripe_event('evt_t510_erin', 'checkout.session.completed', tests.paid_session('cs_t510_erin', pg_temp.id('erin'), '5')),
   1, 'XX000', '1 minute');
-select pg_temp.failed_event('evt_t510_frank', pg_temp.session_event('evt_t510_frank', pg_temp.id('frank'), 'cs_t510_frank', 8),
+select pg_temp.failed_event('evt_t510_frank',
+  tests.stripe_event('evt_t510_frank', 'checkout.session.completed', tests.paid_session('cs_t510_frank', pg_temp.id('frank'), '8')),
   3, 'XX000', '1 day');
-select pg_temp.failed_event('evt_t510_grace', pg_temp.session_event('evt_t510_grace', pg_temp.id('grace'), 'cs_t510_grace', 9),
+select pg_temp.failed_event('evt_t510_grace',
+  tests.stripe_event('evt_t510_grace', 'checkout.session.completed', tests.paid_session('cs_t510_grace', pg_temp.id('grace'), '9')),
   1, 'CR003', '1 day');
 
 create temp table run1 as select pg_temp.run() as r;
