@@ -9,6 +9,10 @@ import { stack } from "./env.ts";
 import { userAccessToken } from "./auth.ts";
 
 export const PACKAGE_SCHEMAS = ["public", "credit_private"];
+// Sent as one text parameter, not a JS array: postgres.js serialises an array parameter with
+// array types it fetches on connecting, and once (CI, the first query of a fresh pool) sent
+// this list as the plain text "public,credit_private" ("malformed array literal").
+const schemaList = PACKAGE_SCHEMAS.join(",");
 
 export interface PackageFunction {
   schema: string;
@@ -43,7 +47,7 @@ export async function packageFunctions(sql: Sql): Promise<PackageFunction[]> {
       p.prosecdef as security_definer
     from pg_catalog.pg_proc p
     join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-    where n.nspname = any(${PACKAGE_SCHEMAS}) and p.prokind in ('f', 'p')
+    where n.nspname = any(pg_catalog.string_to_array(${schemaList}, ',')) and p.prokind in ('f', 'p')
       and not exists (select 1 from pg_catalog.pg_depend d
                       where d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass and d.objid = p.oid and d.deptype = 'e')
     order by 3`;
@@ -65,7 +69,7 @@ export async function packageRelations(sql: Sql): Promise<PackageRelation[]> {
             where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as columns
     from pg_catalog.pg_class c
     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = any(${PACKAGE_SCHEMAS}) and c.relkind in ('r', 'p', 'v', 'm')
+    where n.nspname = any(pg_catalog.string_to_array(${schemaList}, ',')) and c.relkind in ('r', 'p', 'v', 'm')
       and not exists (select 1 from pg_catalog.pg_depend d
                       where d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass and d.objid = c.oid and d.deptype = 'e')
     order by 3`;
