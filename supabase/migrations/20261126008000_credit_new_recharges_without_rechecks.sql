@@ -81,16 +81,14 @@ declare
   v_balance public.user_credit_balance;
 begin
   -- Lock the balance row first (every writer of this user queues here), creating it on the
-  -- user's first entry; the row almost always exists, so it is looked up before inserting.
-  loop
-    select * into v_balance
-    from public.user_credit_balance
-    where user_id = p_user_id
-    for update;
-    exit when found;
-    insert into public.user_credit_balance (user_id) values (p_user_id)
-    on conflict (user_id) do nothing;
-  end loop;
+  -- user's first entry.
+  insert into public.user_credit_balance (user_id) values (p_user_id)
+  on conflict (user_id) do nothing;
+
+  select * into strict v_balance
+  from public.user_credit_balance
+  where user_id = p_user_id
+  for update;
 
   select * into entry
   from public.credit_transaction
@@ -162,6 +160,10 @@ as $$
 declare
   v_deferred_event_id text;
 begin
+  -- Only a refund or dispute naming a PaymentIntent can wait for its payment.
+  if p_payment_intent_id is null then
+    return;
+  end if;
   for v_deferred_event_id in
     select event_id
     from credit_private.stripe_webhook_event
@@ -207,9 +209,7 @@ begin
   end if;
 
   perform credit_private.post_recharge_entry(v_recharge, false);
-  if v_recharge.stripe_payment_intent_id is not null then
-    perform credit_private.apply_deferred_payment_events(v_recharge.stripe_payment_intent_id);
-  end if;
+  perform credit_private.apply_deferred_payment_events(v_recharge.stripe_payment_intent_id);
 end;
 $$;
 
@@ -259,9 +259,7 @@ begin
   if v_inserted and v_paid then
     -- Inserted completed just now (see the header): credited without re-locking or re-reading.
     perform credit_private.post_recharge_entry(v_recharge, true);
-    if v_recharge.stripe_payment_intent_id is not null then
-      perform credit_private.apply_deferred_payment_events(v_recharge.stripe_payment_intent_id);
-    end if;
+    perform credit_private.apply_deferred_payment_events(v_recharge.stripe_payment_intent_id);
     return 'processed';
   end if;
 

@@ -23,7 +23,7 @@ create function pg_temp.scans_since_mark(p_index regclass) returns bigint langua
 $$;
 
 -- A user with a balance row already (an earlier recharge), then a new paid session.
-select is(tests.pay(:'ua', 'cs_t036_first', 10) is not null, true, 'a first recharge creates the balance row');
+select is(tests.pay(:'ua', 'cs_t036_first', 10) is not null, true, 'an earlier recharge gives the user a balance row');
 select pg_temp.mark();
 select is(tests.deliver_stripe_event(tests.stripe_event('evt_t036_new', 'checkout.session.completed',
   tests.paid_session('cs_t036_new', :'ua', '40'))) ->> 'status', 'processed', 'a new paid session is processed');
