@@ -28,17 +28,26 @@ log "loading benchmark fixtures (10,000 buyers)"
 psql_as postgres "$db_port" -f bench/setup.sql >/dev/null
 PGPASSWORD=postgres "$PG_BIN/pgbench" -q -i -s 10 -h 127.0.0.1 -p "$db_port" -U postgres postgres >/dev/null 2>&1
 
-# measure CLIENTS PGBENCH_ARGS...: prints transactions per second (connection time excluded)
-# and the WAL written per transaction, which is what every commit has to flush.
+# busy_ticks: the machine's CPU time so far, all cores, in clock ticks (user, nice, system,
+# irq, softirq and steal from /proc/stat; idle and iowait left out).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
+# measure CLIENTS PGBENCH_ARGS...: prints transactions per second (connection time excluded),
+# the WAL written per transaction, which is what every commit has to flush, and the machine's
+# CPU time per transaction in microseconds (PostgreSQL, pgbench and the kernel together): once
+# the cores are saturated, throughput is the cores divided by that.
 measure() {
-  local clients=$1 start out count
+  local clients=$1 start out count ticks
   shift
   start=$(psql_as postgres "$db_port" -At -c "select pg_current_wal_lsn()")
+  ticks=$(busy_ticks)
   out=$(PGPASSWORD=postgres "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$db_port" -U postgres -c "$clients" -j "$clients" \
     -T "$seconds" "$@" postgres 2>/dev/null)
+  ticks=$(($(busy_ticks) - ticks))
   count=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-  printf '%s %s\n' "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" \
-    "$(psql_as postgres "$db_port" -At -c "select round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$start') / $count)")"
+  printf '%s %s %s\n' "$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" \
+    "$(psql_as postgres "$db_port" -At -c "select round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$start') / $count)")" \
+    "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$count" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -46,8 +55,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 log "measuring for ${seconds}s per figure"
-read -r base1 base1_wal < <(measure 1 -b simple-update)
-read -r credit1 credit1_wal < <(measure 1 -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
+read -r base1 base1_wal base1_cpu < <(measure 1 -b simple-update)
+read -r credit1 credit1_wal credit1_cpu < <(measure 1 -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
+# Between 1 and 8 clients, once each: where the cores (2 on the machine this was written on)
+# saturate and the ratio falls to the ratio of CPU time per transaction.
+curve_rows=()
+for clients in 2 4; do
+  read -r b _ b_cpu < <(measure "$clients" -b simple-update)
+  read -r c _ c_cpu < <(measure "$clients" -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
+  read -r f _ f_cpu < <(measure "$clients" -f bench/credit.pgbench -D credit_function=bench.credit_writes_only)
+  curve_rows+=("| ${clients} | ${b} | ${b_cpu} | $(ratio "$c" "$b") | ${c_cpu} | $(ratio "$f" "$b") | ${f_cpu} |")
+done
 # The goal's figures (8 clients: baseline, RPC, floor) vary by several percent from one 10 s
 # run to the next on a small machine, so they are measured in alternating rounds and the
 # median of each is reported, with every round's ratio.
@@ -59,17 +77,17 @@ for _ in $(seq 1 "$rounds"); do
   floor8_runs+=("$(measure 8 -f bench/credit.pgbench -D credit_function=bench.credit_writes_only)")
   round_ratios+=("$(ratio "${credit8_runs[-1]%% *}" "${base8_runs[-1]%% *}")")
 done
-# median_of COLUMN RUNS...: the median of one column (1 = per second, 2 = WAL) of "tps wal" runs.
+# median_of COLUMN RUNS...: the median of one column (1 = per second, 2 = WAL, 3 = CPU) of measure's runs.
 median_of() {
   local column=$1
   shift
   printf '%s\n' "$@" | cut -d' ' -f"$column" | median
 }
-base8=$(median_of 1 "${base8_runs[@]}") base8_wal=$(median_of 2 "${base8_runs[@]}")
-credit8=$(median_of 1 "${credit8_runs[@]}") credit8_wal=$(median_of 2 "${credit8_runs[@]}")
-floor8=$(median_of 1 "${floor8_runs[@]}") floor8_wal=$(median_of 2 "${floor8_runs[@]}")
-read -r hot8 hot8_wal < <(measure 8 -f bench/spend-hot.pgbench)
-read -r spread8 spread8_wal < <(measure 8 -f bench/spend-spread.pgbench)
+base8=$(median_of 1 "${base8_runs[@]}") base8_wal=$(median_of 2 "${base8_runs[@]}") base8_cpu=$(median_of 3 "${base8_runs[@]}")
+credit8=$(median_of 1 "${credit8_runs[@]}") credit8_wal=$(median_of 2 "${credit8_runs[@]}") credit8_cpu=$(median_of 3 "${credit8_runs[@]}")
+floor8=$(median_of 1 "${floor8_runs[@]}") floor8_wal=$(median_of 2 "${floor8_runs[@]}") floor8_cpu=$(median_of 3 "${floor8_runs[@]}")
+read -r hot8 hot8_wal hot8_cpu < <(measure 8 -f bench/spend-hot.pgbench)
+read -r spread8 spread8_wal spread8_cpu < <(measure 8 -f bench/spend-spread.pgbench)
 
 export_stack_env "$gateway_port" "$db_port"
 export STRIPE_WEBHOOK_SECRET=whsec_bench_secret SLACK_WEBHOOK_URL=""
@@ -98,20 +116,36 @@ ${round_ratios[*]}).
 
 Machine: $(nproc) cores (${cpu:-unknown CPU}), ${memory} memory; ${pg_version}; ${deno_version}.
 
-| what | clients | per second | ratio to simple-update | WAL per transaction, bytes |
-| --- | --- | --- | --- | --- |
-| baseline: pgbench simple-update | 1 | ${base1} | 1.00 | ${base1_wal} |
-| baseline: pgbench simple-update | 8 | ${base8} | 1.00 | ${base8_wal} |
-| crediting RPC \`handle_stripe_event\` (new paid session) | 1 | ${credit1} | $(ratio "$credit1" "$base1") | ${credit1_wal} |
-| crediting RPC \`handle_stripe_event\` (new paid session) | 8 | ${credit8} | $(ratio "$credit8" "$base8") | ${credit8_wal} |
-| floor: the writes of one credit and nothing else | 8 | ${floor8} | $(ratio "$floor8" "$base8") | ${floor8_wal} |
-| \`spend_credits\`, one hot user | 8 | ${hot8} | $(ratio "$hot8" "$base8") | ${hot8_wal} |
-| \`spend_credits\`, 10,000 users | 8 | ${spread8} | $(ratio "$spread8" "$base8") | ${spread8_wal} |
-| webhook end to end (HTTP, signature, RPC) | 8 | ${webhook8} | $(ratio "$webhook8" "$base8") | |
+| what | clients | per second | ratio to simple-update | WAL per transaction, bytes | machine CPU per transaction, us |
+| --- | --- | --- | --- | --- | --- |
+| baseline: pgbench simple-update | 1 | ${base1} | 1.00 | ${base1_wal} | ${base1_cpu} |
+| baseline: pgbench simple-update | 8 | ${base8} | 1.00 | ${base8_wal} | ${base8_cpu} |
+| crediting RPC \`handle_stripe_event\` (new paid session) | 1 | ${credit1} | $(ratio "$credit1" "$base1") | ${credit1_wal} | ${credit1_cpu} |
+| crediting RPC \`handle_stripe_event\` (new paid session) | 8 | ${credit8} | $(ratio "$credit8" "$base8") | ${credit8_wal} | ${credit8_cpu} |
+| floor: the writes of one credit and nothing else | 8 | ${floor8} | $(ratio "$floor8" "$base8") | ${floor8_wal} | ${floor8_cpu} |
+| \`spend_credits\`, one hot user | 8 | ${hot8} | $(ratio "$hot8" "$base8") | ${hot8_wal} | ${hot8_cpu} |
+| \`spend_credits\`, 10,000 users | 8 | ${spread8} | $(ratio "$spread8" "$base8") | ${spread8_wal} | ${spread8_cpu} |
+| webhook end to end (HTTP, signature, RPC) | 8 | ${webhook8} | $(ratio "$webhook8" "$base8") | | |
 
 Goal from issue 2: the crediting RPC at 8 clients at least 0.7 of simple-update; this run:
 $(ratio "$credit8" "$base8"), goal $(awk -v a="$credit8" -v b="$base8" 'BEGIN { print (a / b >= 0.7) ? "met" : "not met" }'). The RPC runs at $(ratio "$credit8" "$floor8") of the floor, and the end-to-end webhook at
 $(ratio "$webhook8" "$credit8") of the RPC alone (${webhook_errors} non-200 answers).
+
+From 1 to 8 clients (2 and 4 measured once each; "CPU" is the machine's CPU time per
+transaction in us, PostgreSQL, pgbench and the kernel together):
+
+| clients | simple-update per second | its CPU | RPC ratio | RPC CPU | floor ratio | floor CPU |
+| --- | --- | --- | --- | --- | --- | --- |
+| 1 | ${base1} | ${base1_cpu} | $(ratio "$credit1" "$base1") | ${credit1_cpu} | | |
+$(printf '%s\n' "${curve_rows[@]}")
+| 8 | ${base8} | ${base8_cpu} | $(ratio "$credit8" "$base8") | ${credit8_cpu} | $(ratio "$floor8" "$base8") | ${floor8_cpu} |
+
+Until the cores are saturated, a transaction mostly waits for its commit's flush, and the RPC
+keeps close to the baseline. Once all $(nproc) cores are busy, each figure is the cores divided by
+its CPU time per transaction, so the ratio falls towards the ratio of CPU times: at 8 clients
+$(ratio "$base8_cpu" "$credit8_cpu") for the RPC and $(ratio "$base8_cpu" "$floor8_cpu") for the floor. Meeting 0.7 there allows at most
+$(awk -v b="$base8_cpu" 'BEGIN { printf "%.0f", b / 0.7 }') us of machine CPU per credit: the floor takes ${floor8_cpu}, which leaves $(awk -v b="$base8_cpu" -v f="$floor8_cpu" 'BEGIN { printf "%.0f", b / 0.7 - f }') us
+for everything exactly-once adds to the writes; it adds $(awk -v c="$credit8_cpu" -v f="$floor8_cpu" 'BEGIN { printf "%.0f", c - f }') us in this run.
 
 Reading the figures. The floor (\`bench.credit_writes_only\` in \`bench/setup.sql\`) makes only the
 writes one credit needs, from the same payload: the inbox row, the recharge and the ledger entry
@@ -132,8 +166,8 @@ index entries and six CHECK constraints about 120 us; the ledger entry, six inde
 90 us; the inbox row about 40 us, 1 client), then commit and WAL flush (about 11% of the CPU at 8
 clients), executor start-up of each statement (about 9%), and about ten PL/pgSQL calls, each
 with the \`SET search_path\` the Supabase advisor requires (about 2 us per call). At 1 client the
-RPC is bound by the commit's flush like the baseline (ratio 0.86); at 8 clients on 2 cores it is
-bound by CPU. Removed so far, each measured on the same machine: SQL-language functions with
+RPC is bound by the commit's flush like the baseline (ratio $(ratio "$credit1" "$base1")); at 8 clients on $(nproc) cores it is
+bound by CPU (table above). Removed so far, each measured on the same machine: SQL-language functions with
 \`SET search_path\` parsed and planned on every call (28% of the CPU) and a new event's inbox row
 written twice (migration 20261126007000; 0.37 to 0.55, with the event sent as JSON text as the
 webhook sends it); a recharge inserted by the same transaction locked, re-read, its key looked up
