@@ -125,7 +125,9 @@ Produced by \`npm run bench\` on $(date -u +%Y-%m-%d). Every figure is measured 
 run on the same throwaway database, ${seconds} s each; ratios divide by pgbench's built-in
 \`simple-update\` at the same client count, so they compare across machines. The 8-client
 baseline, RPC and floor are the medians of ${rounds} alternating rounds (RPC ratio per round:
-${round_ratios[*]}).
+${round_ratios[*]}). All runs fall between two checkpoints (one explicit checkpoint and a warm-up
+of the baseline and the RPC come first), so none of them logs whole pages; PostgreSQL's other
+settings are its defaults (\`shared_buffers\` 128MB).
 
 Machine: $(nproc) cores (${cpu:-unknown CPU}), ${memory} memory; ${pg_version}; ${deno_version}.
 
@@ -197,7 +199,14 @@ credits validation 28 us, the deferred-event lookup 27 us, the sub-transaction 1
 recharge's ON CONFLICT 12 us, the inbox's ON CONFLICT 7 us, \`SET search_path\` on the inner
 functions 7 us, the payment's advisory lock 5 us. Dropping all of them would bring the RPC to
 about 0.68 on this machine, still short of 0.7: the goal cannot be met by the exactly-once path
-alone while the floor is at 0.8.
+alone while the floor is at 0.8. The other way round, with every check kept: the whole path of a
+new paid session written as one function (an experiment, not landed, since it would repeat what
+the shared functions hold) took 477 us of backend CPU per credit against 565 for the RPC and 405
+for the floor (1 client, best of 3), and ran at 0.62 to 0.63 of simple-update at 8 clients in
+three alternating rounds on a fresh cluster, where the RPC ran at 0.50 to 0.56: the calls
+between the functions cost about 15%, and even without them the goal is not met. Nor is the
+gap the cache: with \`shared_buffers\` at 2GB instead of 128MB, the baseline ran faster (6043
+per second at 8 clients) and the RPC did not (3151; ratio 0.52, same day, same machine).
 
 What each figure runs: \`bench/credit.pgbench\` (the RPC and the floor), \`bench/spend-hot.pgbench\`,
 \`bench/spend-spread.pgbench\` (fixtures in \`bench/setup.sql\`), and \`bench/webhook-load.ts\` through
