@@ -197,9 +197,9 @@ listed above. What each check costs, measured by removing it alone (backend CPU 
 client, best of 3, about 575 us with all of them; each figure within about 10 us): the buyer and
 credits validation 28 us, the deferred-event lookup 27 us, the sub-transaction 13 us, the
 recharge's ON CONFLICT 12 us, the inbox's ON CONFLICT 7 us, \`SET search_path\` on the inner
-functions 7 us, the payment's advisory lock 5 us. Dropping all of them would bring the RPC to
-about 0.68 on this machine, still short of 0.7: the goal cannot be met by the exactly-once path
-alone while the floor is at 0.8. The other way round, with every check kept: the whole path of a
+functions 7 us, the payment's advisory lock 5 us. Dropping all of them (99 us together)
+would bring the RPC to about $(awk -v b="$base8_cpu" -v c="$credit8_cpu" 'BEGIN { printf "%.2f", b / (c - 99) }') by this run's CPU times, still short of 0.7: the goal cannot
+be met by the exactly-once path alone while the floor is at $(ratio "$floor8" "$base8"). The other way round, with every check kept: the whole path of a
 new paid session written as one function (an experiment, not landed, since it would repeat what
 the shared functions hold) took 477 us of backend CPU per credit against 565 for the RPC and 405
 for the floor (1 client, best of 3), and ran at 0.62 to 0.63 of simple-update at 8 clients in
