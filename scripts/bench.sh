@@ -63,20 +63,26 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # median: the middle of the numbers on stdin (the mean of the two middle ones for an even count).
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# The three workloads the goal compares: pgbench's baseline, the crediting RPC on a new paid
+# session, and its floor (the same writes and nothing else), on the same payload.
+baseline=(-b simple-update)
+credit_rpc=(-f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
+credit_floor=(-f bench/credit.pgbench -D credit_function=bench.credit_writes_only)
+
 log "checkpoint, then ${seconds}s of warm-up for the baseline and the crediting RPC"
 psql_as supabase_admin "$db_port" -c checkpoint
-measure 8 -b simple-update >/dev/null
-measure 8 -f bench/credit.pgbench -D credit_function=public.handle_stripe_event >/dev/null
+measure 8 "${baseline[@]}" >/dev/null
+measure 8 "${credit_rpc[@]}" >/dev/null
 log "measuring for ${seconds}s per figure"
-read -r base1 base1_wal base1_cpu < <(measure 1 -b simple-update)
-read -r credit1 credit1_wal credit1_cpu < <(measure 1 -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
+read -r base1 base1_wal base1_cpu < <(measure 1 "${baseline[@]}")
+read -r credit1 credit1_wal credit1_cpu < <(measure 1 "${credit_rpc[@]}")
 # Between 1 and 8 clients, once each: where the cores (2 on the machine this was written on)
 # saturate and the ratio falls to the ratio of CPU time per transaction.
 curve_rows=()
 for clients in 2 4; do
-  read -r b _ b_cpu < <(measure "$clients" -b simple-update)
-  read -r c _ c_cpu < <(measure "$clients" -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)
-  read -r f _ f_cpu < <(measure "$clients" -f bench/credit.pgbench -D credit_function=bench.credit_writes_only)
+  read -r b _ b_cpu < <(measure "$clients" "${baseline[@]}")
+  read -r c _ c_cpu < <(measure "$clients" "${credit_rpc[@]}")
+  read -r f _ f_cpu < <(measure "$clients" "${credit_floor[@]}")
   curve_rows+=("| ${clients} | ${b} | ${b_cpu} | $(ratio "$c" "$b") | ${c_cpu} | $(ratio "$f" "$b") | ${f_cpu} |")
 done
 # The goal's figures (8 clients: baseline, RPC, floor) vary by several percent from one 10 s
@@ -85,9 +91,9 @@ done
 rounds=${BENCH_ROUNDS:-3}
 base8_runs=() credit8_runs=() floor8_runs=() round_ratios=()
 for _ in $(seq 1 "$rounds"); do
-  base8_runs+=("$(measure 8 -b simple-update)")
-  credit8_runs+=("$(measure 8 -f bench/credit.pgbench -D credit_function=public.handle_stripe_event)")
-  floor8_runs+=("$(measure 8 -f bench/credit.pgbench -D credit_function=bench.credit_writes_only)")
+  base8_runs+=("$(measure 8 "${baseline[@]}")")
+  credit8_runs+=("$(measure 8 "${credit_rpc[@]}")")
+  floor8_runs+=("$(measure 8 "${credit_floor[@]}")")
   round_ratios+=("$(ratio "${credit8_runs[-1]%% *}" "${base8_runs[-1]%% *}")")
 done
 # median_of COLUMN RUNS...: the median of one column (1 = per second, 2 = WAL, 3 = CPU) of measure's runs.
