@@ -132,8 +132,9 @@ run on the same throwaway database, ${seconds} s each; ratios divide by pgbench'
 \`simple-update\` at the same client count, so they compare across machines. The 8-client
 baseline, RPC and floor are the medians of ${rounds} alternating rounds (RPC ratio per round:
 ${round_ratios[*]}). All runs fall between two checkpoints (one explicit checkpoint and a warm-up
-of the baseline and the RPC come first), so none of them logs whole pages; PostgreSQL's other
-settings are its defaults (\`shared_buffers\` 128MB).
+of the baseline and the RPC come first, so that few pages are first touched, and logged whole,
+during a measured run; with runs much shorter than 10 s more are); PostgreSQL's other settings
+are its defaults (\`shared_buffers\` 128MB).
 
 Machine: $(nproc) cores (${cpu:-unknown CPU}), ${memory} memory; ${pg_version}; ${deno_version}.
 
